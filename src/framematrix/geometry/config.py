@@ -1,0 +1,35 @@
+"""Settings of the camera rig and the frame-matrix warp (METHOD.md section 3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+RigMode = Literal["left2right", "right2left", "middle2leftright"]
+DepthKind = Literal["relative", "metric", "disparity-px"]
+
+
+@dataclass
+class StereoConfig:
+    """Camera rig and warp settings; defaults are the paper's.
+
+    mode: ``left2right`` (source = left eye, view 0), ``right2left`` (source = right eye,
+        view 0), ``middle2leftright`` (source in the middle, view V//2).
+    views: number of cameras V on the baseline, source included.
+    baseline: maximum baseline B in scene units (the distance between the two end cameras).
+    focal: focal length in pixels (fx = fy).
+    near: if > 0, normalised disparity is divided by it; None = off.
+    far: if > 0, 1/far is added to normalised disparity (10 -> d in [0.1, 1.1]).
+    planes: depth layers of the crack / speckle clean-up.
+    depth_kind: ``relative`` (inverse depth, large = near), ``metric`` (depth z in scene
+        units), ``disparity-px`` (pixel disparity between the end eyes).
+    """
+
+    mode: RigMode = "left2right"
+    views: int = 8
+    baseline: float = 0.08
+    focal: float = 800.0
+    near: float | None = None
+    far: float = 10.0
+    planes: int = 4
+    depth_kind: DepthKind = "relative"

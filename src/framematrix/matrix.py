@@ -1,0 +1,97 @@
+"""The frame matrix: V views x F frames of warped images with masks of known pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+RIG_MODES = ("left2right", "right2left", "middle2leftright")
+
+
+@dataclass
+class FrameMatrix:
+    """V camera views x F frames, as produced by :func:`framematrix.build_frame_matrix`.
+
+    Attributes:
+        images: ``[V, F, H, W, 3]`` float32 RGB in [0, 1]. Holes are 0 until filled.
+        masks: ``[V, F, H, W]`` bool, True where the pixel is known (warped from the source).
+        offsets: ``[V]`` float32, camera j's translation along x in scene units (b_j of
+            METHOD.md section 3; positive = camera moved right).
+        source_view: index of the view with offset exactly 0 (the untouched source frames).
+        mode: rig mode, one of ``left2right``, ``right2left``, ``middle2leftright``.
+        depth: optional ``[V, F, H, W]`` float32 target depth z per view (inf at holes).
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    offsets: torch.Tensor
+    source_view: int
+    mode: str
+    depth: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 5 or self.images.shape[-1] != 3:
+            raise ValueError(f"images must be [V, F, H, W, 3], got {tuple(self.images.shape)}")
+        if tuple(self.masks.shape) != tuple(self.images.shape[:4]):
+            raise ValueError(
+                f"masks must be [V, F, H, W] = {tuple(self.images.shape[:4])}, "
+                f"got {tuple(self.masks.shape)}"
+            )
+        if self.mode not in RIG_MODES:
+            raise ValueError(f"mode must be one of {RIG_MODES}, got {self.mode!r}")
+
+    @property
+    def num_views(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.images.shape[2])
+
+    @property
+    def width(self) -> int:
+        return int(self.images.shape[3])
+
+    @property
+    def left_view(self) -> int:
+        """Index of the left-eye view (the leftmost camera)."""
+        return int(torch.argmin(self.offsets).item())
+
+    @property
+    def right_view(self) -> int:
+        """Index of the right-eye view (the rightmost camera)."""
+        return int(torch.argmax(self.offsets).item())
+
+    def eyes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left and right eye videos, each ``[F, H, W, 3]`` float32 in [0, 1]."""
+        return self.images[self.left_view], self.images[self.right_view]
+
+    def hole_fraction(self) -> torch.Tensor:
+        """Fraction of unknown pixels per view, ``[V]`` float32."""
+        return (~self.masks).float().mean(dim=(1, 2, 3))
+
+    def to(self, device: torch.device | str) -> FrameMatrix:
+        return FrameMatrix(
+            images=self.images.to(device),
+            masks=self.masks.to(device),
+            offsets=self.offsets.to(device),
+            source_view=self.source_view,
+            mode=self.mode,
+            depth=None if self.depth is None else self.depth.to(device),
+        )
+
+    def with_images(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> FrameMatrix:
+        """A copy with new images (e.g. after filling) and optionally new masks."""
+        return FrameMatrix(
+            images=images,
+            masks=self.masks if masks is None else masks,
+            offsets=self.offsets,
+            source_view=self.source_view,
+            mode=self.mode,
+            depth=self.depth,
+        )
