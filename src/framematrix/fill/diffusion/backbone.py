@@ -52,6 +52,11 @@ class VideoBackbone(Protocol):
         (a sample of the posterior times the VAE scaling factor)."""
         ...
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """``[N, C, h, w]`` scaled latents -> ``[N, 3, 8h, 8w]`` float32 in [-1, 1]."""
+    def decode(self, latents: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """``[N, C, h, w]`` scaled latents -> ``[N, 3, 8h, 8w]`` float32 in [-1, 1].
+
+        ``num_frames``: when given, the N latents are whole videos of that many frames each, in
+        order (a temporal decoder such as Stable Video Diffusion's needs it); the sampler always
+        passes whole videos.
+        """
         ...
