@@ -1,0 +1,73 @@
+"""One typed configuration for a whole conversion, composed of each stage's own settings."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+from framematrix.depth.config import DepthConfig
+from framematrix.fill.diffusion.config import DiffusionConfig
+from framematrix.geometry.config import StereoConfig
+
+FillMethod = Literal["fast", "none", "diffusion"]
+FILL_METHODS: tuple[str, ...] = ("fast", "none", "diffusion")
+
+
+@dataclass
+class ConvertConfig:
+    """Everything :func:`framematrix.convert` needs besides the input and output paths.
+
+    stereo: camera rig and warp (METHOD.md section 3).
+    depth: depth estimation and stabilisation, used when no depth is given (sections 1-2).
+    fill: ``fast`` (geometric, background-side fill, CPU), ``none`` (holes left black) or
+        ``diffusion`` (the paper's frame-matrix denoising, section 4).
+    diffusion: settings of the generative fill.
+    format: output layout, one of :data:`framematrix.export.formats.FORMATS`.
+    crf, preset: H.264 quality (lower crf = better, 18 is visually lossless) and x264 speed.
+    chunk_frames: frames warped, filled and written at a time (bounds memory on long clips;
+        also the diffusion window, 16 for zeroscope).
+    device: torch device for geometry and models (None: CUDA when available, else CPU).
+    """
+
+    stereo: StereoConfig = field(default_factory=StereoConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    fill: FillMethod = "fast"
+    format: str = "sbs"
+    crf: int = 18
+    preset: str = "medium"
+    chunk_frames: int = 16
+    device: str | None = None
+
+    def copy(self) -> ConvertConfig:
+        return copy.deepcopy(self)
+
+
+def _preset_fast() -> ConvertConfig:
+    """Geometric fill, light flow: the quickest route to a watchable stereo video."""
+    cfg = ConvertConfig()
+    cfg.depth.flow = "dis"
+    return cfg
+
+
+def _preset_paper() -> ConvertConfig:
+    """The paper's full method: 8 views, diffusion fill with its default schedule."""
+    cfg = ConvertConfig(fill="diffusion")
+    cfg.depth.flow = "raft-small"
+    return cfg
+
+
+PRESETS = {
+    "default": ConvertConfig,
+    "fast": _preset_fast,
+    "paper": _preset_paper,
+}
+
+
+def preset(name: str) -> ConvertConfig:
+    """A fresh :class:`ConvertConfig` of the named preset (``default``, ``fast``, ``paper``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
