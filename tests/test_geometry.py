@@ -411,6 +411,30 @@ def test_forward_splat_resolves_many_colliding_sources():
     assert float(target_z[0, 0, 3]) == 1.5 and float(colour[0, 0, 3, 0]) == 3.0
 
 
+def test_fused_slot_rounding_equals_round_clamp_index():
+    from framematrix.geometry.splat import SlotRounder
+
+    rng = np.random.default_rng(8)
+    views, frames, height, width = 3, 2, 5, 17
+    motion = rng.uniform(0.5, 4.0, (frames, height, width))
+    motion[0, 0, :6] = [1.0, 1.0, 2.0, 4.0, 0.25, 1.0]  # exact ties for the scales below
+    motion[1, 2, 3] = np.nan
+    scale = np.array([0.5, -2.5, 30.0])  # 30 / 0.5 sends pixels out of frame
+    for divide in (True, False):
+        shift = (
+            scale[:, None, None, None] / motion if divide else scale[:, None, None, None] * motion
+        )
+        column = np.round(np.arange(width) - shift)  # numpy rounds half to even
+        column = np.clip(np.nan_to_num(column, nan=-1.0), -1, width)
+        rows = np.arange(views * frames * height).reshape(views, frames, height, 1)
+        expected = rows * (width + 2) + column + 1
+        rounder = SlotRounder((views, frames, height, width), torch.device("cpu"))
+        slots = rounder.slots(
+            torch.from_numpy(scale).view(-1, 1, 1, 1), torch.from_numpy(motion), divide
+        )
+        assert torch.equal(slots, torch.from_numpy(expected.astype(np.int64)).view(views, -1))
+
+
 # ---------------------------------------------------------------- validation
 
 

@@ -57,5 +57,5 @@ def end_eye_span(offsets: torch.Tensor) -> float:
     This is the baseline that a pixel disparity map (``depth_kind="disparity-px"``) refers to:
     a disparity d moves a pixel by d between the two end eyes, and by ``d * b_j / span`` in view j.
     """
-    offsets = torch.as_tensor(offsets, dtype=torch.float32)
+    offsets = torch.as_tensor(offsets).to(torch.float64)
     return float((offsets.max() - offsets.min()).item())

@@ -13,11 +13,12 @@ Semantics (the reference's, quirks included):
    ``G * (colour * kept) / weight``, kept pixels keep theirs. Borders reflect-101 (OpenCV default).
 4. Layers are composited far to near, so the nearest layer covering a pixel decides it.
 
-Implementation: every pixel belongs to at most one layer, so the layers are held as one uint8
-layer-id map. The 3x3 speckle test compares each pixel's id with its 8 neighbours' ids. A pixel
-whose kept 3x3 neighbourhood is one single layer is decided at once (it keeps its own value, or
-stays a hole); only the few mixed pixels (layer edges, cracks) are resolved by gathering their 9
-neighbours. This gives exactly the per-layer filtering above without filtering P full planes.
+Implementation: every pixel belongs to at most one layer, so the P layers are held as one uint8
+layer-id map (P = uncovered). The speckle test counts the 8 neighbours sharing a pixel's id. A
+kept pixel with no nearer layer in its 3x3 and one neighbour of its own layer keeps its value,
+and a pixel with no kept neighbour stays a hole; only the remaining mixed pixels (layer edges,
+cracks, hole borders: a few percent) gather their 9 neighbours and weigh every layer. This is
+exactly the per-layer filtering above without filtering P full planes.
 """
 
 from __future__ import annotations

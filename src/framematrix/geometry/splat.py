@@ -1,10 +1,16 @@
 """Forward splatting with a z-buffer for horizontally translated cameras (METHOD.md 3.3).
 
 For parallel cameras, source pixel (u, v) of depth z lands at ``u' = round(u - shift)``, ``v' = v``
-with ``shift = focal * b / z``. ``round`` is round-half-to-even (``torch.round``, as numpy and
-torch do; no tie occurs in the authors' golden matrix, where the mask agrees exactly). Where
-several source pixels land on one target the nearest (smallest z) wins; equal z: the smaller source
-column wins. Targets outside the frame are dropped.
+with ``shift = focal * b / z``. ``round`` is round-half-to-even (as numpy's and torch's); the
+frame-matrix warp computes ``u - shift`` in float64 like the reference (in float32 a few .5
+roundings flip and a dozen golden mask pixels differ). Where several source pixels land on one
+target the nearest (smallest z) wins; equal z: the smaller source index wins. Targets outside
+the frame are dropped.
+
+The z-buffer is a plain scatter of source indices (collisions keep an arbitrary writer) followed
+by an exact resolution of the few sources that lost and are nearer than the one written, with an
+``amin`` over packed (z bits, index) keys: deterministic on any device and thread count, at the
+cost of one scatter instead of a full-size ``scatter_reduce``.
 """
 
 from __future__ import annotations
