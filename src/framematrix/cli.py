@@ -137,6 +137,17 @@ def _add_fill_options(p: argparse.ArgumentParser) -> None:
         default="zeroscope",
         help="VAE decoder: zeroscope's own, or Stable Video Diffusion's temporal decoder",
     )
+    d.add_argument(
+        "--decoder-model",
+        default=None,
+        help="id or local folder of the SVD model for --decoder svd"
+        " (default: stabilityai/stable-video-diffusion-img2vid-xt)",
+    )
+    d.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="fetch missing diffusion weights from the Hugging Face Hub (several GB)",
+    )
     unset = argparse.SUPPRESS
     d.add_argument("--steps", type=int, default=unset, help="denoising steps, DDPM (paper: 50)")
     d.add_argument(
@@ -302,6 +313,8 @@ def config_from_args(args: argparse.Namespace):
             negative_prompt=args.negative_prompt,
             model=args.model,
             decoder=args.decoder,
+            decoder_model=args.decoder_model,
+            allow_download=args.allow_download,
             seed=args.seed,
             multiview=args.multiview,
             dtype=args.dtype,

@@ -26,6 +26,9 @@ class DiffusionConfig:
         model: Hugging Face id or local folder of the text-to-video model.
         decoder: ``"zeroscope"`` (the model's own VAE) or ``"svd"`` (the temporal VAE decoder of
             Stable Video Diffusion img2vid-xt, as in the reference, "for deflickering").
+        decoder_model: id or folder of the SVD model for ``decoder="svd"`` (None: img2vid-xt).
+        allow_download: let missing weights be fetched from the Hugging Face Hub; off by
+            default, so a missing model stops with one line saying what to download.
         dtype: ``"auto"`` (fp16 on CUDA, fp32 on CPU), ``"float32"``, ``"float16"``, ``"bfloat16"``.
         device: ``"auto"`` (CUDA when available) or a torch device string.
         model_cpu_offload, vae_slicing: memory savers of the adapter.
@@ -87,6 +90,8 @@ class DiffusionConfig:
 
     model: str = "cerspense/zeroscope_v2_576w"
     decoder: str = "zeroscope"
+    decoder_model: str | None = None
+    allow_download: bool = False
     prompt: str = ""
     negative_prompt: str = "low-quality, blurry, flickering, ghost"
     steps: int = 50

@@ -22,8 +22,8 @@ from framematrix.matrix import FrameMatrix
 
 def load_backbone(config: DiffusionConfig) -> ZeroscopeBackbone:
     """The zeroscope backbone named by ``config`` (``model``, ``decoder``, ``device``, ``dtype``,
-    ``model_cpu_offload``, ``vae_slicing``, ``vae_batch``; ``decoder_model`` and
-    ``allow_download`` where the config has them), from local files only by default.
+    ``model_cpu_offload``, ``vae_slicing``, ``vae_batch``, ``decoder_model``,
+    ``allow_download``), from local files only unless ``allow_download``.
 
     Raises:
         ModelNotFoundError: the weights are not on this machine (one line: what to download).
@@ -31,8 +31,8 @@ def load_backbone(config: DiffusionConfig) -> ZeroscopeBackbone:
     return ZeroscopeBackbone.from_pretrained(
         config.model,
         decoder=config.decoder,
-        decoder_model=getattr(config, "decoder_model", None) or SVD_ID,
-        allow_download=bool(getattr(config, "allow_download", False)),
+        decoder_model=config.decoder_model or SVD_ID,
+        allow_download=config.allow_download,
         device=config.device,
         dtype=config.dtype,
         offload=config.model_cpu_offload,
