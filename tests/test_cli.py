@@ -413,12 +413,13 @@ def test_console_script_reports_one_line(tmp_path):
 # --- depth estimation through the CLI, with a tiny random Depth Anything -------------------------
 
 
-@pytest.fixture
-def tiny_depth_model(tmp_path_factory, monkeypatch):
+@pytest.fixture(params=["v1", "v2"])
+def tiny_depth_model(request, tmp_path_factory, monkeypatch):
+    """A tiny random Depth Anything of each layout, saved to a folder (loaded back offline)."""
     from framematrix.depth.testing import make_tiny_depth_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return make_tiny_depth_model(tmp_path_factory.mktemp("tiny_da"), version="v2")
+    return make_tiny_depth_model(tmp_path_factory.mktemp("tiny_da"), version=request.param)
 
 
 def test_depth_command_and_convert_without_depth_reuse_the_cache(

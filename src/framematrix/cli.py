@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,11 +144,6 @@ def _add_fill_options(p: argparse.ArgumentParser) -> None:
         help="id or local folder of the SVD model for --decoder svd"
         " (default: stabilityai/stable-video-diffusion-img2vid-xt)",
     )
-    d.add_argument(
-        "--allow-download",
-        action="store_true",
-        help="fetch missing diffusion weights from the Hugging Face Hub (several GB)",
-    )
     unset = argparse.SUPPRESS
     d.add_argument("--steps", type=int, default=unset, help="denoising steps, DDPM (paper: 50)")
     d.add_argument(
@@ -176,9 +172,20 @@ def _add_fill_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep models on the CPU and move each to the GPU only while it runs (small GPUs)",
     )
+    d.add_argument(
+        "--vae-slicing",
+        action="store_true",
+        help="encode and decode one frame at a time (less GPU memory, slower)",
+    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="fetch missing model weights from the Hugging Face Hub (Depth Anything up to"
+        " 1.3 GB, zeroscope about 3.7 GB); without it a missing model is an error",
+    )
     p.add_argument(
         "--device", default=None, help="torch device (default: cuda if present, else cpu)"
     )
@@ -298,7 +305,8 @@ def config_from_args(args: argparse.Namespace):
         d.flow = args.flow
         d.flow_weights = args.flow_weights
         d.window = args.window
-    d.device = args.device
+    d.device = args.device or "auto"
+    d.allow_download = args.allow_download
     if hasattr(args, "fill"):
         from framematrix.fill.diffusion.config import DiffusionConfig
 
@@ -320,6 +328,7 @@ def config_from_args(args: argparse.Namespace):
             dtype=args.dtype,
             device=args.device or "auto",
             model_cpu_offload=args.offload,
+            vae_slicing=args.vae_slicing,
             **overrides,
         )
         cfg.fill = args.fill
@@ -330,10 +339,45 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (not the stream of the first call)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _log_to_stderr() -> None:
+    """Show framematrix's own warnings (e.g. a flow fallback) as one line each."""
+    logger = logging.getLogger("framematrix")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("framematrix: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
+def _quiet_model_libraries() -> None:
+    """Silence the weight-loading progress bars of transformers and diffusers.
+
+    Both read ``HF_HUB_DISABLE_PROGRESS_BARS`` when first imported; those already imported
+    (e.g. in a Python session) are told directly. Neither is imported here for nothing.
+    """
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.disable_progress_bar()
+
+
 def _run(args: argparse.Namespace) -> int:
     from framematrix import pipeline
 
     progress = not args.quiet
+    if not progress:
+        _quiet_model_libraries()
     if args.command == "convert":
         cfg = config_from_args(args)
         result = pipeline.convert(
@@ -374,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``framematrix`` command. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="framematrix: %(levelname)s: %(message)s")
+    _log_to_stderr()
     try:
         return _run(args)
     except FramematrixError as exc:

@@ -8,6 +8,7 @@ chunks share one depth scale.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,10 @@ class Filler:
         self.config = config
         self.progress = progress
         self._backbone = None
+        self._diffusion = config.diffusion
+        if config.fill == "diffusion" and config.format in MULTIVIEW_FORMATS:
+            # Every view is an output: denoise them all (the paper's multi-view schedule).
+            self._diffusion = dataclasses.replace(config.diffusion, multiview=True)
 
     def __call__(self, matrix: FrameMatrix, views: list[int]) -> FrameMatrix:
         method = self.config.fill
@@ -153,9 +158,9 @@ class Filler:
         from framematrix.fill.diffusion.run import diffusion_fill, load_backbone
 
         if self._backbone is None:
-            self._backbone = load_backbone(self.config.diffusion)
+            self._backbone = load_backbone(self._diffusion)
         return diffusion_fill(
-            matrix, self.config.diffusion, backbone=self._backbone, progress=self.progress
+            matrix, self._diffusion, backbone=self._backbone, progress=self.progress
         )
 
 

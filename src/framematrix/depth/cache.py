@@ -221,7 +221,12 @@ def compute_depth(
     if raw is not None and raw.shape != frames.shape[:3]:
         raw = None
     if raw is None:
-        model = model or load_depth_model(config.model, config.device, config.dtype)
+        model = model or load_depth_model(
+            config.model,
+            config.device,
+            config.dtype,
+            local_files_only=None if config.allow_download else True,
+        )
         raw = estimate_depth(
             frames, model, config.batch_size, progress, config.input_size, config.multiple
         )

@@ -59,6 +59,8 @@ class DepthConfig:
     device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``...
     dtype: compute precision of Depth Anything: ``auto`` (fp16 autocast on CUDA, fp32 on CPU),
         ``fp32``, ``fp16``, ``bf16``.
+    allow_download: let a missing Depth Anything be fetched from the Hugging Face Hub; off by
+        default, so a missing model stops at once with one line saying what to download.
     stabilize: run the temporal stabilisation of section 2.
     flow: optical flow of the stabilisation: ``raft-small``, ``raft-large``, ``dis`` (OpenCV),
         or ``auto`` = RAFT when weights are found (``flow_weights`` or torchvision's cache),
@@ -83,6 +85,7 @@ class DepthConfig:
     batch_size: int = 4
     device: str = "auto"
     dtype: DtypeName = "auto"
+    allow_download: bool = False
     stabilize: bool = True
     flow: FlowChoice = "auto"
     flow_weights: str | Path | None = None

@@ -115,9 +115,9 @@ def load_depth_model(
     if net is None:
         if source == name and not Path(source).exists():
             raise ModelNotFoundError(
-                f"depth model '{name}' is not in the Hugging Face cache {_hub_cache_dir()} and "
-                f"cannot be downloaded here: run `hf download {name}` on a machine with internet "
-                "and copy that cache, or pass a local folder with --depth-model PATH"
+                f"depth model '{name}' is not in the Hugging Face cache {_hub_cache_dir()}: "
+                f"download it with `hf download {name}` (or let framematrix fetch it with "
+                "--allow-download), or pass a local folder with --depth-model PATH"
             ) from error
         raise ModelNotFoundError(
             f"cannot load depth model from {source}: {' '.join(str(error).split())[:200]}"
