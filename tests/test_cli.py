@@ -242,7 +242,7 @@ def test_help_states_defaults_and_units(capsys):
         main(["convert", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for expected in ("default: 0.08", "default: 800.0", "pixels", "default: fast", "default: sbs"):
+    for expected in ("default: 0.08", "default: 800.0", "pixels", "default: fast", "default: sbs;"):
         assert expected in text, expected
 
 
@@ -509,3 +509,17 @@ def test_stabilize_command(tmp_path, small_input, capsys):
     assert steady.shape == raw.shape
     # Static frames with independent noise: the temporal average steadies the middle frame.
     assert np.abs(steady[1] - steady[0]).mean() < np.abs(raw[1] - raw[0]).mean()
+
+
+def test_multiview_writes_every_view_by_default(tmp_path):
+    from framematrix.cli import build_parser, config_from_args
+
+    parser = build_parser()
+    base = ["convert", "in.mp4", "--multiview"]
+    assert config_from_args(parser.parse_args([*base, "-o", "out.mp4"])).format == "grid"
+    assert config_from_args(parser.parse_args([*base, "-o", "out_dir"])).format == "views"
+    explicit = parser.parse_args([*base, "--format", "tb", "-o", "out.mp4"])
+    assert config_from_args(explicit).format == "tb"
+    assert config_from_args(parser.parse_args(["convert", "in.mp4", "-o", "o.mp4"])).format == "sbs"
+    multiview = config_from_args(parser.parse_args([*base, "-o", "out.mp4"]))
+    assert multiview.diffusion.multiview

@@ -228,8 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         choices=formats,
-        default="sbs",
-        help=format_help + "; grid: all views tiled in one video; views: a folder per view",
+        default=None,
+        help=format_help + "; grid: all views tiled in one video; views: a folder per view"
+        " (default: sbs; with --multiview, grid for a video or image output and views for a"
+        " folder)",
     )
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower = better)")
     p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast..veryslow)")
@@ -287,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_format(args: argparse.Namespace) -> str:
+    """``sbs``; with ``--multiview`` every view is written: a grid, or a folder per view."""
+    if not getattr(args, "multiview", False):
+        return "sbs"
+    from framematrix.pipeline import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    suffix = Path(args.output).suffix.lower()
+    return "grid" if suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES else "views"
+
+
 def config_from_args(args: argparse.Namespace):
     """A :class:`framematrix.config.ConvertConfig` from parsed options."""
     from framematrix.config import ConvertConfig
@@ -332,9 +344,11 @@ def config_from_args(args: argparse.Namespace):
             **overrides,
         )
         cfg.fill = args.fill
-    for name in ("format", "crf", "preset", "chunk_frames"):
+    for name in ("crf", "preset", "chunk_frames"):
         if hasattr(args, name):
             setattr(cfg, name, getattr(args, name))
+    if hasattr(args, "format"):
+        cfg.format = args.format or default_format(args)
     cfg.device = args.device
     return cfg
 
