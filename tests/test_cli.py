@@ -444,7 +444,7 @@ def test_depth_command_and_convert_without_depth_reuse_the_cache(
     maps = sorted(out.glob("*.npy"))
     assert [p.stem for p in maps] == ["00000", "00001", "00002"]
     assert np.load(maps[0]).shape == (48, 64)
-    preview = cv2.imread(str(out / "00000.png"), cv2.IMREAD_UNCHANGED)
+    preview = cv2.imread(str(out / "preview" / "00000.png"), cv2.IMREAD_UNCHANGED)
     assert preview.dtype == np.uint16 and preview.shape == (48, 64)
 
     convert_args = [
@@ -523,3 +523,109 @@ def test_multiview_writes_every_view_by_default(tmp_path):
     assert config_from_args(parser.parse_args(["convert", "in.mp4", "-o", "o.mp4"])).format == "sbs"
     multiview = config_from_args(parser.parse_args([*base, "-o", "out.mp4"]))
     assert multiview.diffusion.multiview
+
+
+def test_existing_output_folder_is_kept_unless_overwrite(tmp_path, small_input, capsys):
+    np.save(tmp_path / "disp.npy", np.full((3, 48, 64), 2.0, np.float32))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    args = [
+        "convert",
+        str(small_input),
+        "--depth",
+        str(tmp_path / "disp.npy"),
+        "--depth-kind",
+        "disparity-px",
+        "-o",
+        str(out),
+        "-q",
+    ]
+    code, _, err = _run(args, capsys)
+    _assert_one_line_error(code, err, "mine", "--overwrite")
+    assert (out / "notes.txt").read_text() == "precious"
+    code, _, err = _run([*args, "--overwrite"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+
+def test_output_may_not_overwrite_the_input(tmp_path, capsys):
+    source = tmp_path / "clip.mp4"
+    _clip_with_audio(source, frames=4)
+    before = source.read_bytes()
+    np.save(tmp_path / "disp.npy", np.full((4, 48, 64), 2.0, np.float32))
+    code, _, err = _run(
+        [
+            "convert",
+            str(source),
+            "--depth",
+            str(tmp_path / "disp.npy"),
+            "--depth-kind",
+            "disparity-px",
+            "-o",
+            str(tmp_path / "sub" / ".." / "clip.mp4"),
+        ],
+        capsys,
+    )
+    _assert_one_line_error(code, err, "overwrite the input")
+    assert source.read_bytes() == before
+
+
+def test_depth_folder_from_the_depth_command_is_valid_depth_input(tmp_path, small_input, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "raw.npy", (5.0 + rng.random((3, 48, 64))).astype(np.float32))
+    steady = tmp_path / "steady"
+    code, _, err = _run(
+        [
+            "stabilize",
+            str(small_input),
+            "--depth",
+            str(tmp_path / "raw.npy"),
+            "--flow",
+            "dis",
+            "-o",
+            str(steady),
+            "-q",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, _, err = _run(
+        ["convert", str(small_input), "--depth", str(steady), "-o", str(tmp_path / "o.mp4"), "-q"],
+        capsys,
+    )
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--crf", "99"],
+        ["--preset", "turbo"],
+        ["--fps", "0"],
+        ["--window", "4"],
+        ["--views", "1"],
+        ["--chunk-frames", "0"],
+        ["--near", "0"],
+    ],
+)
+def test_bad_option_values_are_usage_errors(option, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", "in.mp4", "-o", "o.mp4", *option])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and option[0] in err
+
+
+def test_unavailable_device_is_one_line(tmp_path, small_input, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = _run(
+        ["convert", str(small_input), "--device", "cuda", "-o", str(tmp_path / "o.mp4")], capsys
+    )
+    _assert_one_line_error(code, err, "cuda")
+    code, _, err = _run(
+        ["convert", str(small_input), "--device", "toaster", "-o", str(tmp_path / "o.mp4")], capsys
+    )
+    _assert_one_line_error(code, err, "toaster")

@@ -268,9 +268,13 @@ def test_audio_is_cut_to_a_shorter_video(tmp_path: Path) -> None:
     assert len(samples) / rate == pytest.approx(0.25, abs=0.05)
 
 
-def test_audio_codec_the_container_refuses_is_transcoded_to_aac(tmp_path: Path) -> None:
+@pytest.mark.parametrize("audio_codec", ["adpcm_ms", "pcm_s16le"])
+def test_audio_codec_the_container_refuses_is_transcoded_to_aac(
+    tmp_path: Path, audio_codec: str
+) -> None:
+    # PCM passes an in-memory mp4 header but used to fail when the trailer was written.
     source = tmp_path / "old.avi"
-    _sine_clip(source, frames=10, audio_codec="adpcm_ms", sample_rate=16000)
+    _sine_clip(source, frames=10, audio_codec=audio_codec, sample_rate=16000)
     output = write_video(
         tmp_path / "new.mp4", np.zeros((10, 48, 64, 3), np.uint8), 24, audio_from=source
     )
@@ -335,7 +339,9 @@ def test_write_frames_names_round_trip_and_replace(tmp_path: Path) -> None:
     clip = read_clip(folder)
     assert clip.names == ["a1", "a2", "a10"]
     np.testing.assert_array_equal(clip.frames, frames)
-    write_frames(folder, frames[:1].astype(np.float32) / 255)  # replaces the old folder
+    with pytest.raises(InputError, match="not empty"):
+        write_frames(folder, frames[:1])  # a non-empty folder is not replaced by default
+    write_frames(folder, frames[:1].astype(np.float32) / 255, overwrite=True)
     assert [p.name for p in folder.iterdir()] == ["00000.png"]
     _assert_only(tmp_path, ["out"])
 
@@ -349,7 +355,7 @@ def test_write_frames_failure_keeps_old_folder(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        write_frames(folder, frames())
+        write_frames(folder, frames(), overwrite=True)
     assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png"]
     _assert_only(tmp_path, ["frames"])
     with pytest.raises(ShapeError):

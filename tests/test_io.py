@@ -322,13 +322,29 @@ def test_atomic_dir_replaces_existing_only_at_the_end(tmp_path: Path) -> None:
     final = tmp_path / "frames"
     final.mkdir()
     (final / "old.png").write_bytes(b"old")
-    with atomic_dir(final) as tmp:
+    with pytest.raises(InputError, match="not empty"), atomic_dir(final):
+        pass  # a folder with someone's files is not replaced by default
+    assert [p.name for p in final.iterdir()] == ["old.png"]
+    with atomic_dir(final, overwrite=True) as tmp:
         (tmp / "new.png").write_bytes(b"new")
         assert (final / "old.png").exists()  # the old output stays until the new one is complete
     assert [p.name for p in final.iterdir()] == ["new.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]
-    with pytest.raises(ValueError), atomic_dir(final) as tmp:
+    with pytest.raises(ValueError), atomic_dir(final, overwrite=True) as tmp:
         (tmp / "half.png").write_bytes(b"half")
         raise ValueError("stop")
     assert [p.name for p in final.iterdir()] == ["new.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]
+
+
+def test_atomic_dir_fills_an_empty_folder_and_refuses_a_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_dir(empty) as tmp:
+        (tmp / "a.png").write_bytes(b"a")
+    assert [p.name for p in empty.iterdir()] == ["a.png"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("precious")
+    with pytest.raises(InputError, match="existing file"), atomic_dir(a_file):
+        pass
+    assert a_file.read_text() == "precious"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,55 @@ from pathlib import Path
 from framematrix import __version__
 from framematrix.errors import FramematrixError
 from framematrix.fill.diffusion.config import PRESETS as DIFFUSION_PRESETS
+
+
+def _positive(kind: type, *, allow_zero: bool = False):
+    """An argparse type: a number > 0 (or >= 0)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"must be {'>= 0' if allow_zero else '> 0'}: {text}")
+        return value
+
+    return parse
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}: {text}")
+        return value
+
+    return parse
+
+
+def _odd_window(text: str) -> int:
+    value = int(text)
+    if value < 1 or value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"must be an odd integer >= 1: {text}")
+    return value
+
+
+def _crf(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"must be in 0..51: {text}")
+    return value
+
+
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -43,7 +93,7 @@ def _add_stereo_options(p: argparse.ArgumentParser) -> None:
         help="where the source camera sits: left eye, right eye, or between the eyes",
     )
     g.add_argument(
-        "--views", type=int, default=8, help="cameras V on the baseline, source included"
+        "--views", type=_at_least(2), default=8, help="cameras V on the baseline, source included"
     )
     g.add_argument(
         "--baseline",
@@ -52,20 +102,28 @@ def _add_stereo_options(p: argparse.ArgumentParser) -> None:
         help="distance between the two eye cameras, in scene units (depth normalised to z in"
         " [0.9, 10] with the defaults; beyond ~0.08 disocclusions grow large)",
     )
-    g.add_argument("--focal", type=float, default=800.0, help="focal length, pixels")
+    g.add_argument(
+        "--focal",
+        type=_positive(float),
+        default=800.0,
+        help="focal length, pixels; the eye shift is focal x baseline / depth pixels, so for the"
+        " paper's effect on other widths scale it with the width (800 at 576 px, 1600 at 1152)",
+    )
     g.add_argument(
         "--near",
-        type=float,
+        type=_positive(float),
         default=None,
         help="divide normalised disparity by this (off by default)",
     )
     g.add_argument(
         "--far",
-        type=float,
+        type=_positive(float, allow_zero=True),
         default=10.0,
         help="farthest depth after normalisation, scene units (adds 1/far to disparity; 0 = off)",
     )
-    g.add_argument("--planes", type=int, default=4, help="depth layers of the crack clean-up")
+    g.add_argument(
+        "--planes", type=_at_least(1), default=4, help="depth layers of the crack clean-up"
+    )
 
 
 def _add_depth_options(p: argparse.ArgumentParser, *, estimate: bool = True) -> None:
@@ -83,7 +141,9 @@ def _add_depth_options(p: argparse.ArgumentParser, *, estimate: bool = True) -> 
             default=True,
             help="steady the estimated depth over time with optical flow + guided filter",
         )
-        g.add_argument("--batch-size", type=int, default=4, help="frames per depth-model call")
+        g.add_argument(
+            "--batch-size", type=_at_least(1), default=4, help="frames per depth-model call"
+        )
     g.add_argument(
         "--flow",
         choices=("auto", "raft-small", "raft-large", "dis"),
@@ -98,7 +158,7 @@ def _add_depth_options(p: argparse.ArgumentParser, *, estimate: bool = True) -> 
         default=None,
         help="RAFT checkpoint (.pth): torchvision's or the original RAFT release's",
     )
-    g.add_argument("--window", type=int, default=3, help="temporal window, frames (odd)")
+    g.add_argument("--window", type=_odd_window, default=3, help="temporal window, frames (odd)")
 
 
 def _add_fill_options(p: argparse.ArgumentParser) -> None:
@@ -145,7 +205,9 @@ def _add_fill_options(p: argparse.ArgumentParser) -> None:
         " (default: stabilityai/stable-video-diffusion-img2vid-xt)",
     )
     unset = argparse.SUPPRESS
-    d.add_argument("--steps", type=int, default=unset, help="denoising steps, DDPM (paper: 50)")
+    d.add_argument(
+        "--steps", type=_at_least(1), default=unset, help="denoising steps, DDPM (paper: 50)"
+    )
     d.add_argument(
         "--resample",
         type=int,
@@ -189,7 +251,19 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default=None, help="torch device (default: cuda if present, else cpu)"
     )
-    p.add_argument("--fps", type=float, default=None, help="frame rate of a frame-folder input")
+    p.add_argument(
+        "--fps",
+        type=_positive(float),
+        default=None,
+        help="frame rate of a frame-folder or image input, frames/s (default: 24; videos keep"
+        " their own)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output folder that is not empty (by default that is an error;"
+        " output files are always replaced)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -233,10 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: sbs; with --multiview, grid for a video or image output and views for a"
         " folder)",
     )
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower = better)")
-    p.add_argument("--preset", default="medium", help="x264 speed preset (ultrafast..veryslow)")
+    p.add_argument("--crf", type=_crf, default=18, help="H.264 quality, 0-51 (lower = better)")
+    p.add_argument("--preset", choices=X264_PRESETS, default="medium", help="x264 speed preset")
     p.add_argument(
-        "--chunk-frames", type=int, default=16, help="frames processed at a time (memory bound)"
+        "--chunk-frames",
+        type=_at_least(1),
+        default=16,
+        help="frames processed at a time (memory bound)",
     )
     _add_stereo_options(p)
     _add_fill_options(p)
@@ -386,38 +463,79 @@ def _quiet_model_libraries() -> None:
             module.disable_progress_bar()
 
 
+def _check_device(name: str | None) -> None:
+    """A clear error for a device that is not a torch device or not present here."""
+    if name in (None, "auto"):
+        return
+    import torch
+
+    from framematrix.errors import InputError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA GPU is available here; use --device cpu")
+
+
 def _run(args: argparse.Namespace) -> int:
     from framematrix import pipeline
 
     progress = not args.quiet
     if not progress:
         _quiet_model_libraries()
+    _check_device(getattr(args, "device", None))
     if args.command == "convert":
         cfg = config_from_args(args)
         result = pipeline.convert(
-            args.input, args.output, depth=args.depth, config=cfg, fps=args.fps, progress=progress
+            args.input,
+            args.output,
+            depth=args.depth,
+            config=cfg,
+            fps=args.fps,
+            overwrite=args.overwrite,
+            progress=progress,
         )
+        filled = "left as holes" if cfg.fill == "none" else f"filled ({cfg.fill})"
         print(
             f"wrote {result.output} ({result.frames} frames, {result.fps:g} fps, "
-            f"{result.hole_fraction:.1%} holes filled, {result.seconds:.1f} s)"
+            f"{result.hole_fraction:.1%} of the far eye {filled}, {result.seconds:.1f} s)"
         )
     elif args.command == "matrix":
         cfg = config_from_args(args)
         cfg.fill = "none"
         out = pipeline.make_matrix(
-            args.input, args.depth, args.output, config=cfg, fps=args.fps, progress=progress
+            args.input,
+            args.depth,
+            args.output,
+            config=cfg,
+            fps=args.fps,
+            overwrite=args.overwrite,
+            progress=progress,
         )
         print(f"wrote {out}")
     elif args.command == "depth":
         cfg = config_from_args(args)
         out = pipeline.estimate_depth_files(
-            args.input, args.output, config=cfg, fps=args.fps, progress=progress
+            args.input,
+            args.output,
+            config=cfg,
+            fps=args.fps,
+            overwrite=args.overwrite,
+            progress=progress,
         )
         print(f"wrote {out}")
     elif args.command == "stabilize":
         cfg = config_from_args(args)
         out = pipeline.stabilize_depth_files(
-            args.input, args.depth, args.output, config=cfg, fps=args.fps, progress=progress
+            args.input,
+            args.depth,
+            args.output,
+            config=cfg,
+            fps=args.fps,
+            overwrite=args.overwrite,
+            progress=progress,
         )
         print(f"wrote {out}")
     elif args.command == "demo":
@@ -433,14 +551,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_to_stderr()
+    # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed on the way out.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return _run(args)
     except FramematrixError as exc:
         print(f"framematrix: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the system refused a read or write (permission, disk full, ...)
+        print(f"framematrix: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("framematrix: interrupted", file=sys.stderr)
         return 130
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

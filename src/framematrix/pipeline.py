@@ -216,13 +216,15 @@ def to_uint8_numpy(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
 
-def write_views_folder(output: Path, matrices: Iterator[FrameMatrix], *, names: list[str]) -> Path:
+def write_views_folder(
+    output: Path, matrices: Iterator[FrameMatrix], *, names: list[str], overwrite: bool = False
+) -> Path:
     """Every view as its own frame folder: ``output/view{j:02d}/{name}.png``, atomically."""
     import cv2
 
     from framematrix.io.atomic import atomic_dir
 
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output, overwrite=overwrite) as tmp:
         index = 0
         for matrix in matrices:
             images = to_uint8_numpy(matrix.images)
@@ -233,6 +235,21 @@ def write_views_folder(output: Path, matrices: Iterator[FrameMatrix], *, names: 
                     cv2.imwrite(str(view_dir / f"{names[index + i]}.png"), images[j, i][..., ::-1])
             index += matrix.num_frames
     return output
+
+
+def check_output(output: Path, kind: str, *, inputs: list[Path], overwrite: bool = False) -> None:
+    """Fail before any work if writing ``output`` would destroy an input or a user's folder."""
+    from framematrix.io.atomic import check_folder_output
+
+    if not output.resolve().name:
+        raise InputError(f"{output}: give an output file or folder name")
+    target = output.resolve()
+    for path in inputs:
+        source = path.resolve()
+        if target == source or source.is_relative_to(target):
+            raise InputError(f"{output}: the output would overwrite the input {path}")
+    if kind == "folder":
+        check_folder_output(output, overwrite)
 
 
 def output_kind(output: Path, fmt: str) -> str:
@@ -264,6 +281,7 @@ def export(
     crf: int = 18,
     preset: str = "medium",
     audio_from: Path | None = None,
+    overwrite: bool = False,
 ) -> tuple[int, float, int]:
     """Write chunks of filled matrices to ``output`` in ``fmt``.
 
@@ -286,7 +304,7 @@ def export(
 
     kind = output_kind(output, fmt)
     if fmt == "views":
-        write_views_folder(output, chunks(), names=names)
+        write_views_folder(output, chunks(), names=names, overwrite=overwrite)
     elif kind == "video":
         write_video(output, frames_iter(), fps=fps, crf=crf, preset=preset, audio_from=audio_from)
     elif kind == "image":
@@ -295,7 +313,7 @@ def export(
             raise InputError(f"{output}: an image output needs a single-image input")
         write_image(output, frames[0])
     else:
-        write_frames(output, frames_iter(), names=names)
+        write_frames(output, frames_iter(), names=names, overwrite=overwrite)
     frames = max(1, stats["frames"])
     return stats["frames"], stats["holes"] / frames, stats["views"]
 
@@ -308,6 +326,7 @@ def convert(
     config: ConvertConfig | None = None,
     fps: float | None = None,
     cache_dir: str | Path | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> ConvertResult:
     """Convert a monocular video, frame folder or image into a stereoscopic output.
@@ -319,13 +338,21 @@ def convert(
         or None to estimate it (Depth Anything, then temporal stabilisation).
     fps: frame rate for frame-folder inputs (videos keep theirs).
     cache_dir: where estimated depth is cached (default: ``.framematrix-cache`` beside the output).
+    overwrite: replace an existing output folder that is not empty (files are always replaced,
+        never the input itself).
     """
     started = time.perf_counter()
     config = config or ConvertConfig()
     if config.format not in FORMAT_NAMES + MULTIVIEW_FORMATS:
         raise ValueError(f"unknown format {config.format!r}")
     output = Path(output)
-    output_kind(output, config.format)  # reject a bad output path before any work
+    kind = output_kind(output, config.format)  # reject a bad output path before any work
+    check_output(
+        output,
+        kind,
+        inputs=[Path(input)] + ([Path(depth)] if isinstance(depth, (str, Path)) else []),
+        overwrite=overwrite,
+    )
     clip = read_clip(Path(input), fps=fps)
     if cache_dir is None:
         cache_dir = output.parent / ".framematrix-cache"
@@ -342,6 +369,7 @@ def convert(
         crf=config.crf,
         preset=config.preset,
         audio_from=clip.source if clip.has_audio else None,
+        overwrite=overwrite,
     )
     return ConvertResult(
         output=output,
@@ -375,12 +403,15 @@ def make_matrix(
     *,
     config: ConvertConfig | None = None,
     fps: float | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Build the full frame matrix of a clip (no fill) and save it under ``output_dir``."""
     from framematrix.io.atomic import atomic_dir
 
     config = config or ConvertConfig(fill="none")
+    inputs = [Path(input)] + ([Path(depth)] if isinstance(depth, (str, Path)) else [])
+    check_output(Path(output_dir), "folder", inputs=inputs, overwrite=overwrite)
     clip = read_clip(Path(input), fps=fps)
     depth_map = load_depth(clip, depth, config, progress=progress)
     device = resolve_device(config.device)
@@ -388,7 +419,7 @@ def make_matrix(
     total = clip.frames.shape[0]
     step = max(1, int(config.chunk_frames))
     output_dir = Path(output_dir)
-    with atomic_dir(output_dir) as tmp:
+    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         for start in tqdm(range(0, total, step), desc="matrix", disable=not progress, leave=False):
             stop = min(total, start + step)
             matrix = build_chunk(
@@ -403,11 +434,14 @@ def make_matrix(
     return output_dir
 
 
-def write_depth_folder(depth: np.ndarray, folder: str | Path, names: list[str]) -> Path:
-    """Write ``{name}.npy`` (float32) and a ``{name}.png`` 16-bit preview per frame.
+def write_depth_folder(
+    depth: np.ndarray, folder: str | Path, names: list[str], *, overwrite: bool = False
+) -> Path:
+    """Write ``{name}.npy`` (float32) per frame, and a 16-bit ``preview/{name}.png``.
 
-    The previews share one scale over the clip (0 = the clip's minimum, 65535 = its maximum),
-    so their brightness is comparable across frames.
+    The folder can be given back as ``--depth``: the previews sit in a subfolder so that it
+    holds one depth format. They share one scale over the clip (0 = the clip's minimum,
+    65535 = its maximum), so their brightness is comparable across frames.
     """
     import cv2
 
@@ -417,12 +451,14 @@ def write_depth_folder(depth: np.ndarray, folder: str | Path, names: list[str]) 
     finite = depth[np.isfinite(depth)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     scale = 65535.0 / (hi - lo) if hi > lo else 0.0
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        (Path(tmp) / "preview").mkdir()
         for name, d in zip(names, depth, strict=True):
             np.save(Path(tmp) / f"{name}.npy", d.astype(np.float32))
             preview = np.nan_to_num((d - lo) * scale, nan=0.0, posinf=65535.0, neginf=0.0)
             cv2.imwrite(
-                str(Path(tmp) / f"{name}.png"), np.clip(preview, 0, 65535).astype(np.uint16)
+                str(Path(tmp) / "preview" / f"{name}.png"),
+                np.clip(preview, 0, 65535).astype(np.uint16),
             )
     return folder
 
@@ -433,16 +469,18 @@ def estimate_depth_files(
     *,
     config: ConvertConfig | None = None,
     fps: float | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Estimate (and, per ``config.depth.stabilize``, stabilise) depth; write it per frame."""
     config = config or ConvertConfig()
-    clip = read_clip(Path(input), fps=fps)
     output_dir = Path(output_dir)
+    check_output(output_dir, "folder", inputs=[Path(input)], overwrite=overwrite)
+    clip = read_clip(Path(input), fps=fps)
     depth = load_depth(
         clip, None, config, cache_dir=output_dir.parent / ".framematrix-cache", progress=progress
     )
-    return write_depth_folder(depth, output_dir, clip.names)
+    return write_depth_folder(depth, output_dir, clip.names, overwrite=overwrite)
 
 
 def stabilize_depth_files(
@@ -452,13 +490,15 @@ def stabilize_depth_files(
     *,
     config: ConvertConfig | None = None,
     fps: float | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Steady the given per-frame depth of ``input`` over time; write it per frame."""
     from framematrix.depth.cache import stabilize_only
 
     config = config or ConvertConfig()
+    check_output(Path(output_dir), "folder", inputs=[Path(input), Path(depth)], overwrite=overwrite)
     clip = read_clip(Path(input), fps=fps)
     raw = read_depth(Path(depth), clip.frames.shape[:3])
     steady = stabilize_only(clip.frames, raw, config.depth, progress=progress)
-    return write_depth_folder(steady, output_dir, clip.names)
+    return write_depth_folder(steady, output_dir, clip.names, overwrite=overwrite)

@@ -112,7 +112,13 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
 
 
 def _template_fits(muxer: str, stream: av.audio.stream.AudioStream) -> bool:
-    """Whether ``stream``'s codec can be copied into a ``muxer`` container (tried in memory)."""
+    """Whether ``stream``'s codec can be copied into a ``muxer`` container (tried in memory).
+
+    PCM passes the in-memory header test for mp4 but fails when the trailer is written, so it is
+    refused for mp4 up front (mov and mkv take it).
+    """
+    if muxer == "mp4" and stream.codec_context.name.startswith("pcm_"):
+        return False
     try:
         with av.open(io.BytesIO(), "w", format=muxer) as probe:
             probe.add_stream_from_template(stream)
@@ -379,7 +385,9 @@ def _check_image_extension(path: Path) -> None:
 
 
 def _imwrite(path: Path, frame: np.ndarray, jpeg_quality: int) -> None:
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    # JPEG quality is a JPEG-only key: OpenCV warns once per PNG when it is passed there.
+    is_jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if is_jpeg else []
     if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params):
         raise OSError(f"{path}: OpenCV could not write the image")
 
@@ -399,6 +407,7 @@ def write_frames(
     frames: np.ndarray | Iterable[np.ndarray],
     names: list[str] | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write frames as ``folder/<name>.png`` (names default ``00000``, ``00001``, ...).
 
@@ -419,7 +428,7 @@ def write_frames(
         if total is not None and total != len(names):
             raise ShapeError(f"{final}: {total} frames but {len(names)} names")
     size: tuple[int, int] | None = None
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, overwrite=overwrite) as tmp:
         for index, frame in enumerate(
             tqdm(frame_iter, total=total, disable=not progress, unit="frame", desc=final.name)
         ):

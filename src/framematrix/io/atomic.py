@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_dir", "atomic_path", "temporary_sibling"]
+from framematrix.errors import InputError
+
+__all__ = ["atomic_dir", "atomic_path", "check_folder_output", "temporary_sibling"]
 
 
 def temporary_sibling(final: Path, tag: str = "tmp") -> Path:
@@ -65,15 +67,35 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def check_folder_output(final: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse to replace anything a user may still want: an existing file, or a folder that is
+    not empty, unless ``overwrite`` (then the whole folder is replaced).
+
+    Raises:
+        InputError: one line naming the path.
+    """
+    final = Path(final)
+    if overwrite or not os.path.lexists(final):
+        return
+    if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
+        return
+    what = "folder is not empty" if final.is_dir() else "path is an existing file"
+    raise InputError(
+        f"{final}: output {what}; choose a new folder, empty it, or pass --overwrite to replace it"
+    )
+
+
 @contextmanager
-def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(final: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh empty temporary folder beside ``final``; on success it becomes ``final``.
 
-    An existing ``final`` (folder or file) is moved aside only after the block succeeded, then the
+    An existing ``final`` is replaced only if it is an empty folder or ``overwrite`` is set
+    (see :func:`check_folder_output`); it is moved aside only after the block succeeded, then the
     new folder is renamed into place and the old one deleted. On any exception the temporary folder
     is deleted and ``final`` is untouched.
     """
     final = Path(final)
+    check_folder_output(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(final)
     # os.mkdir (not tempfile.mkdtemp) so the folder gets the usual umask permissions, not 0700.
