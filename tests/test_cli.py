@@ -343,7 +343,7 @@ def test_zero_range_depth(tmp_path, small_input, capsys):
         ],
         capsys,
     )
-    _assert_one_line_error(code, err, "range")
+    _assert_one_line_error(code, err, "depth.npy", "range")
     assert _leftovers(tmp_path, {"in", "depth.npy"}) == []
 
 

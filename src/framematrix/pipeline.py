@@ -84,7 +84,9 @@ def load_depth(
     return depth
 
 
-def depth_for_warp(depth: np.ndarray, config: ConvertConfig) -> tuple[torch.Tensor, str]:
+def depth_for_warp(
+    depth: np.ndarray, config: ConvertConfig, *, source: str = "depth"
+) -> tuple[torch.Tensor, str]:
     """Whole-clip normalisation: returns (per-frame values, depth kind for the chunked warp).
 
     Relative and metric depth become scene depth z (``metric``); pixel disparity is passed
@@ -94,7 +96,10 @@ def depth_for_warp(depth: np.ndarray, config: ConvertConfig) -> tuple[torch.Tens
     values = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
     if stereo.depth_kind == "disparity-px":
         return values, "disparity-px"
-    z = depth_to_z(values, stereo.depth_kind, near=stereo.near, far=stereo.far)
+    try:
+        z = depth_to_z(values, stereo.depth_kind, near=stereo.near, far=stereo.far)
+    except InputError as exc:  # name the file the user gave (e.g. a constant depth map)
+        raise InputError(f"{source}: {exc}") from None
     return z, "metric"
 
 
@@ -171,36 +176,44 @@ def iter_filled_matrices(
     *,
     eyes_only: bool,
     progress: bool = True,
+    depth_source: str = "depth",
 ) -> Iterator[FrameMatrix]:
-    """Frame matrices of consecutive chunks of the clip, holes filled, on the CPU."""
+    """Frame matrices of consecutive chunks of the clip, holes filled, on the CPU.
+
+    The depth is normalised over the whole clip here, before the first chunk is asked for, so
+    a bad depth fails before any output is started; ``depth_source`` names it in the error.
+    """
     device = resolve_device(config.device)
-    values, kind = depth_for_warp(depth, config)
+    values, kind = depth_for_warp(depth, config, source=depth_source)
     fill = Filler(config, progress=progress)
-    total = clip.frames.shape[0]
-    step = max(1, int(config.chunk_frames))
-    bar = tqdm(total=total, unit="frame", desc="convert", disable=not progress, leave=False)
-    try:
-        for start in range(0, total, step):
-            stop = min(total, start + step)
-            matrix = build_chunk(
-                clip.frames[start:stop],
-                values[start:stop],
-                kind,
-                config,
-                eyes_only=eyes_only,
-                device=device,
-            )
-            views = (
-                [matrix.left_view, matrix.right_view]
-                if eyes_only or not config.diffusion.multiview
-                else list(range(matrix.num_views))
-            )
-            if config.format in MULTIVIEW_FORMATS:
-                views = list(range(matrix.num_views))
-            yield fill(matrix, views).to("cpu")
-            bar.update(stop - start)
-    finally:
-        bar.close()
+
+    def chunks() -> Iterator[FrameMatrix]:
+        total = clip.frames.shape[0]
+        step = max(1, int(config.chunk_frames))
+        with tqdm(
+            total=total, unit="frame", desc="convert", disable=not progress, leave=False
+        ) as bar:
+            for start in range(0, total, step):
+                stop = min(total, start + step)
+                matrix = build_chunk(
+                    clip.frames[start:stop],
+                    values[start:stop],
+                    kind,
+                    config,
+                    eyes_only=eyes_only,
+                    device=device,
+                )
+                views = (
+                    [matrix.left_view, matrix.right_view]
+                    if eyes_only or not config.diffusion.multiview
+                    else list(range(matrix.num_views))
+                )
+                if config.format in MULTIVIEW_FORMATS:
+                    views = list(range(matrix.num_views))
+                yield fill(matrix, views).to("cpu")
+                bar.update(stop - start)
+
+    return chunks()
 
 
 def matrix_to_output_frames(matrix: FrameMatrix, fmt: str) -> np.ndarray:
@@ -357,8 +370,14 @@ def convert(
     if cache_dir is None:
         cache_dir = output.parent / ".framematrix-cache"
     depth_map = load_depth(clip, depth, config, cache_dir=Path(cache_dir), progress=progress)
+    source = str(depth) if isinstance(depth, (str, Path)) else f"depth of {clip.source}"
     matrices = iter_filled_matrices(
-        clip, depth_map, config, eyes_only=eye_views_only(config), progress=progress
+        clip,
+        depth_map,
+        config,
+        eyes_only=eye_views_only(config),
+        progress=progress,
+        depth_source=source,
     )
     frames, holes, views = export(
         matrices,
@@ -415,7 +434,8 @@ def make_matrix(
     clip = read_clip(Path(input), fps=fps)
     depth_map = load_depth(clip, depth, config, progress=progress)
     device = resolve_device(config.device)
-    values, kind = depth_for_warp(depth_map, config)
+    source = str(depth) if isinstance(depth, (str, Path)) else f"depth of {clip.source}"
+    values, kind = depth_for_warp(depth_map, config, source=source)
     total = clip.frames.shape[0]
     step = max(1, int(config.chunk_frames))
     output_dir = Path(output_dir)
