@@ -12,6 +12,7 @@ from pathlib import Path
 
 from framematrix import __version__
 from framematrix.errors import FramematrixError
+from framematrix.export.writers import X264_PRESETS
 from framematrix.fill.diffusion.config import PRESETS as DIFFUSION_PRESETS
 
 
@@ -49,19 +50,6 @@ def _crf(text: str) -> int:
     if not 0 <= value <= 51:
         raise argparse.ArgumentTypeError(f"must be in 0..51: {text}")
     return value
-
-
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):

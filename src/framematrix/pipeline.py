@@ -21,14 +21,15 @@ from tqdm.auto import tqdm
 from framematrix.config import FILL_METHODS, ConvertConfig
 from framematrix.errors import InputError
 from framematrix.export.formats import FORMAT_NAMES, compose_stereo, views_grid
+from framematrix.export.writers import IMAGE_OUTPUT_EXTENSIONS, VIDEO_OUTPUT_EXTENSIONS
 from framematrix.geometry.build import build_frame_matrix
 from framematrix.geometry.normalize import depth_to_z
 from framematrix.io.depth_files import read_depth
 from framematrix.io.video import Clip, read_clip
 from framematrix.matrix import FrameMatrix
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = tuple(VIDEO_OUTPUT_EXTENSIONS)
+IMAGE_SUFFIXES = IMAGE_OUTPUT_EXTENSIONS
 #: Formats that need every view of the matrix rather than the two eyes.
 MULTIVIEW_FORMATS = ("grid", "views")
 
