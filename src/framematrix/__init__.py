@@ -9,14 +9,27 @@ Quick use::
 
 from __future__ import annotations
 
-from framematrix.config import ConvertConfig, preset
-from framematrix.errors import FramematrixError, InputError, ModelNotFoundError, ShapeError
-from framematrix.geometry.build import build_frame_matrix
-from framematrix.geometry.config import StereoConfig
-from framematrix.matrix import FrameMatrix
-from framematrix.pipeline import ConvertResult, convert, make_matrix
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# Public names and their modules, imported on first use so that a light import (the
+# CLI's --help, a config) does not pull in torch.
+_LAZY = {
+    "ConvertConfig": "framematrix.config",
+    "preset": "framematrix.config",
+    "FramematrixError": "framematrix.errors",
+    "InputError": "framematrix.errors",
+    "ModelNotFoundError": "framematrix.errors",
+    "ShapeError": "framematrix.errors",
+    "build_frame_matrix": "framematrix.geometry.build",
+    "StereoConfig": "framematrix.geometry.config",
+    "FrameMatrix": "framematrix.matrix",
+    "ConvertResult": "framematrix.pipeline",
+    "convert": "framematrix.pipeline",
+    "make_matrix": "framematrix.pipeline",
+}
 
 __all__ = [
     "ConvertConfig",
@@ -33,3 +46,16 @@ __all__ = [
     "make_matrix",
     "preset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -27,6 +27,9 @@ class ConvertConfig:
     crf, preset: H.264 quality (lower crf = better, 18 is visually lossless) and x264 speed.
     chunk_frames: frames warped, filled and written at a time (bounds memory on long clips;
         also the diffusion window, 16 for zeroscope).
+    shots: how cuts are found: ``auto`` (TransNetV2 when installed, else ``content``),
+        ``transnet``, ``content``, ``none`` (one shot) or the path of a file of cut frames.
+    segment_frames: most new frames in one resumable segment of a video output.
     device: torch device for geometry and models (None: CUDA when available, else CPU).
     """
 
@@ -38,7 +41,23 @@ class ConvertConfig:
     crf: int = 18
     preset: str = "medium"
     chunk_frames: int = 16
+    shots: str = "auto"
+    segment_frames: int = 600
     device: str | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError (one line) for settings that cannot work together."""
+        from framematrix.export.formats import FORMAT_NAMES
+
+        formats = FORMAT_NAMES + ("grid", "views", "quilt", "spatial", "vr180")
+        if self.format not in formats:
+            raise ValueError(f"unknown format {self.format!r}; choose one of {', '.join(formats)}")
+        if self.fill not in FILL_METHODS:
+            raise ValueError(f"fill must be one of {', '.join(FILL_METHODS)}, got {self.fill!r}")
+        if self.chunk_frames < 1 or self.segment_frames < 1:
+            raise ValueError("chunk_frames and segment_frames must be >= 1")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be in 0..51, got {self.crf}")
 
     def copy(self) -> ConvertConfig:
         return copy.deepcopy(self)

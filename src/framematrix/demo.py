@@ -61,14 +61,14 @@ def run_demo(output_dir: str | Path = "demo_out", *, progress: bool = True) -> l
 
     The 8-view matrix is built and filled once and exported three times.
     """
-    from framematrix.pipeline import export, iter_filled_matrices
+    from framematrix.io.array_source import ArraySource
+    from framematrix.pipeline import convert
 
     demo = load_demo_clip()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    config = ConvertConfig(format="grid")
-    matrices = list(
-        iter_filled_matrices(demo.clip, demo.depth, config, eyes_only=False, progress=progress)
+    source = ArraySource(
+        demo.clip.frames, demo.clip.fps, names=demo.clip.names, name="astronaut (demo)"
     )
     written = []
     for fmt, name in (
@@ -76,7 +76,8 @@ def run_demo(output_dir: str | Path = "demo_out", *, progress: bool = True) -> l
         ("anaglyph", "astronaut_anaglyph.mp4"),
         ("grid", "astronaut_views_grid.mp4"),
     ):
+        config = ConvertConfig(format=fmt, shots="none")
         path = output_dir / name
-        export(iter(matrices), path, fmt=fmt, fps=demo.clip.fps, names=demo.clip.names)
+        convert(source, path, depth=demo.depth, config=config, progress=progress)
         written.append(path)
     return written

@@ -1,37 +1,70 @@
-"""The conversion pipeline: inputs -> depth -> frame matrix -> fill -> export.
+"""The conversion pipeline: frame source -> shots -> depth store -> matrix chunks -> fill -> sink.
 
-Each stage is a function a user can call on its own; :func:`convert` chains them and streams the
-clip through in chunks of ``config.chunk_frames`` frames so that long videos stay in bounded
-memory. Depth is normalised over the whole clip before chunking (METHOD.md section 3.1), so
-chunks share one depth scale.
+This module only orchestrates; each stage lives in its own module and takes its own config:
+
+- :mod:`framematrix.io.source`: the frames, streamed in chunks or read by range;
+- :mod:`framematrix.shots`: the cuts (a shot is the paper's "clip");
+- :mod:`framematrix.depth.provider`: depth given or estimated per shot, on disk, with each
+  shot's statistics and normalisation (METHOD.md sections 1-3.1);
+- :mod:`framematrix.geometry`: the frame matrix of each chunk (section 3);
+- :mod:`framematrix.fill`: the holes (fast, or the diffusion fill in seamless windows);
+- :mod:`framematrix.export`: layouts and sinks; a video is written in resumable segments
+  (:mod:`framematrix.work`) joined by remuxing.
+
+Memory does not grow with the length of the video: frames, depth and output are streamed a
+chunk at a time, with bounded queues between the decode, compute and encode threads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from framematrix.config import FILL_METHODS, ConvertConfig
+from framematrix.device import resolve_device
 from framematrix.errors import InputError
-from framematrix.export.formats import FORMAT_NAMES, compose_stereo, views_grid
-from framematrix.export.writers import IMAGE_OUTPUT_EXTENSIONS, VIDEO_OUTPUT_EXTENSIONS
+from framematrix.export.formats import compose_stereo, views_grid
+from framematrix.export.sinks import (
+    IMAGE_SUFFIXES,
+    MULTIVIEW_FORMATS,
+    VIDEO_SUFFIXES,
+    EncodeSettings,
+    check_output,
+    frames_of,
+    join_video,
+    output_kind,
+    write_video_file,
+)
+from framematrix.fingerprint import input_fingerprint, settings_fingerprint
 from framematrix.geometry.build import build_frame_matrix
-from framematrix.geometry.normalize import depth_to_z
-from framematrix.io.depth_files import read_depth
-from framematrix.io.video import Clip, read_clip
 from framematrix.matrix import FrameMatrix
+from framematrix.models import ModelSession
+from framematrix.progress import Progress
+from framematrix.stream import BackgroundConsumer, prefetch
 
-VIDEO_SUFFIXES = tuple(VIDEO_OUTPUT_EXTENSIONS)
-IMAGE_SUFFIXES = IMAGE_OUTPUT_EXTENSIONS
-#: Formats that need every view of the matrix rather than the two eyes.
-MULTIVIEW_FORMATS = ("grid", "views")
+logger = logging.getLogger("framematrix")
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MULTIVIEW_FORMATS",
+    "VIDEO_SUFFIXES",
+    "ConvertResult",
+    "build_chunk",
+    "convert",
+    "estimate_depth_files",
+    "find_shots",
+    "make_matrix",
+    "prepare_depth",
+    "stabilize_depth_files",
+]
 
 
 @dataclass
@@ -44,64 +77,189 @@ class ConvertResult:
     views: int
     hole_fraction: float
     seconds: float
+    shots: list[tuple[int, int]] = field(default_factory=list)
+    segments: int = 0
+    segments_reused: int = 0
+    summary: str = ""
 
 
-def resolve_device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+# ----------------------------------------------------------------------------- stages
 
 
-def load_depth(
-    clip: Clip,
-    depth: str | Path | np.ndarray | None,
+def frame_range(num_frames: int, fps: float, start=None, end=None) -> tuple[int, int]:  # noqa: ANN001
+    """``[start, end)`` in frame indices from ``start``/``end`` given as frame indices or the
+    strings ``--start``/``--end`` take (``120f``, ``12.5``, ``1:02.5``)."""
+    from framematrix.io.source import parse_position
+
+    def pos(value, default: int) -> int:  # noqa: ANN001
+        if value is None:
+            return default
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        try:
+            return parse_position(str(value), fps, num_frames)
+        except ValueError as exc:
+            raise InputError(f"--start/--end {value!r}: {exc}") from None
+
+    a, b = pos(start, 0), pos(end, num_frames)
+    a, b = max(0, a), min(num_frames, b)
+    if a >= b:
+        raise InputError(
+            f"--start/--end select no frames ({start!r} .. {end!r} of {num_frames} frames)"
+        )
+    return a, b
+
+
+def find_shots(
+    source,  # FrameSource  # noqa: ANN001
+    start: int,
+    end: int,
     config: ConvertConfig,
     *,
+    progress: Progress | bool = False,
     cache_dir: Path | None = None,
-    progress: bool = True,
-) -> np.ndarray:
-    """Depth for every frame of ``clip``: ``[F, H, W]`` float32.
+) -> list[tuple[int, int]]:
+    """The shots of frames ``[start, end)`` as ``[(start, end), ...]`` (absolute indices)."""
+    from framematrix.shots import detect_shots, parse_shots_option
 
-    ``depth`` is a file or folder (see :func:`framematrix.io.depth_files.read_depth`), an array,
-    or None to estimate it with Depth Anything and stabilise it (``config.depth``), cached in
-    ``cache_dir`` keyed by the input and the depth settings.
-    """
-    frames_shape = clip.frames.shape[:3]
-    if depth is None:
-        from framematrix.depth.cache import compute_depth
+    method, cuts_file = parse_shots_option(config.shots)
+    if method == "none" or end - start < 2:
+        return [(start, end)]
+    cache = None
+    if cache_dir is not None and cuts_file is None and source.info.kind == "video":
+        key = settings_fingerprint([source_fingerprint(source), method, start, end])
+        cache = Path(cache_dir) / f"shots-{key}.json"
+        if cache.is_file():
+            try:
+                return [tuple(s) for s in json.loads(cache.read_text())]
+            except (OSError, ValueError):
+                pass
+    chunks = (frames for _, frames in source.iter_chunks(start, end, 64))
+    found = detect_shots(
+        prefetch(chunks, 2, "shots-decode"),
+        end - start,
+        method,
+        cuts_file=cuts_file,
+        device=config.device,
+        progress=progress,
+    )
+    shots = [(start + s.start, start + s.end) for s in found]
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(shots))
+        except OSError:
+            pass
+    return shots
 
-        return compute_depth(
-            clip.frames,
-            config.depth,
-            cache_dir=cache_dir,
-            input_id=str(clip.source),
-            progress=progress,
-        )
+
+def source_fingerprint(source) -> str:  # noqa: ANN001
+    """The identity of a frame source: its own ``fingerprint``, or its file's."""
+    return getattr(source, "fingerprint", None) or input_fingerprint(source.info.path)
+
+
+def open_input(input, fps: float | None = None):  # noqa: ANN001, ANN201
+    """A frame source from a path, or the given source object itself."""
+    from framematrix.io.source import open_source
+
+    if hasattr(input, "iter_chunks") and hasattr(input, "info"):
+        return input
+    return open_source(Path(input), fps=fps)
+
+
+class _ArrayDepth:
+    def __init__(self, depth: np.ndarray) -> None:
+        self.depth = depth
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self.depth[start:stop], np.float32)
+
+
+def _given_depth_reader(depth, info):  # noqa: ANN001, ANN202
+    shape = (info.num_frames, info.height, info.width)
     if isinstance(depth, (str, Path)):
-        return read_depth(Path(depth), frames_shape)
-    depth = np.asarray(depth, dtype=np.float32)
-    if depth.shape != tuple(frames_shape):
-        raise InputError(f"depth array has shape {depth.shape}, expected {tuple(frames_shape)}")
-    return depth
+        from framematrix.io.depth_video import open_depth
+
+        return open_depth(
+            Path(depth), num_frames=info.num_frames, height=info.height, width=info.width
+        )
+    array = np.asarray(depth, dtype=np.float32)
+    if array.shape != shape:
+        raise InputError(f"depth array has shape {array.shape}, expected {shape}")
+    return _ArrayDepth(array)
 
 
-def depth_for_warp(
-    depth: np.ndarray, config: ConvertConfig, *, source: str = "depth"
-) -> tuple[torch.Tensor, str]:
-    """Whole-clip normalisation: returns (per-frame values, depth kind for the chunked warp).
+def prepare_depth(
+    source,  # FrameSource  # noqa: ANN001
+    shots: Sequence[tuple[int, int]],
+    depth,  # path, array or None  # noqa: ANN001
+    config: ConvertConfig,
+    *,
+    session: ModelSession | None = None,
+    cache_dir: Path | None = None,
+    progress: Progress | bool = False,
+):  # noqa: ANN201 - ShotDepth
+    """Depth of every shot: the given depth read lazily, or estimated into an on-disk store."""
+    from framematrix.depth.provider import (
+        ShotDepth,
+        compute_shot_stats,
+        estimate_into_store,
+        stats_from_store,
+    )
+    from framematrix.depth.store import DepthStore
 
-    Relative and metric depth become scene depth z (``metric``); pixel disparity is passed
-    through unchanged since it needs no clip-level scale.
-    """
     stereo = config.stereo
-    values = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
-    if stereo.depth_kind == "disparity-px":
-        return values, "disparity-px"
-    try:
-        z = depth_to_z(values, stereo.depth_kind, near=stereo.near, far=stereo.far)
-    except InputError as exc:  # name the file the user gave (e.g. a constant depth map)
-        raise InputError(f"{source}: {exc}") from None
-    return z, "metric"
+    info = source.info
+    kind = stereo.depth_kind
+    kwargs = {"kind": kind, "near": stereo.near, "far": stereo.far}
+    if depth is not None:
+        reader = _given_depth_reader(depth, info)
+        name = str(depth) if isinstance(depth, (str, Path)) else f"depth of {info.path}"
+        stats = compute_shot_stats(reader, shots, progress=progress, **kwargs)
+        return ShotDepth(reader, shots, stats, source=name, **kwargs)
+    if kind != "relative":
+        raise InputError(
+            f"--depth-kind {kind}: estimated depth is relative; give --depth with {kind} depth"
+        )
+    from framematrix.depth.cache import estimation_settings, stabilization_settings
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else None
+    if cache_dir is None:
+        raise ValueError("estimated depth needs a cache_dir for its on-disk store")
+    fingerprint = source_fingerprint(source)
+    dcfg = config.depth
+    raw_key = settings_fingerprint(["raw", fingerprint, estimation_settings(dcfg)])
+    shape = (info.num_frames, info.height, info.width)
+    raw_store = DepthStore(cache_dir / f"depth-{raw_key}", *shape)
+    stable_store = None
+    if dcfg.stabilize and info.num_frames > 1:
+        session = session or ModelSession()
+        flow_name = session.flow(dcfg).name
+        stable_key = settings_fingerprint(
+            ["stable", raw_key, stabilization_settings(dcfg, flow_name), list(shots)]
+        )
+        stable_store = DepthStore(cache_dir / f"depth-{stable_key}", *shape)
+    store = estimate_into_store(
+        source, shots, dcfg, raw_store, stable_store, session=session, progress=progress
+    )
+    stats = stats_from_store(store, shots, progress=progress, **kwargs)
+    return ShotDepth(store, shots, stats, source=f"depth of {info.path}", **kwargs)
+
+
+def warp_input(
+    normalizer,  # DepthNormalizer  # noqa: ANN001
+    raw: np.ndarray,
+    config: ConvertConfig,
+    width: int,
+) -> tuple[torch.Tensor, str]:
+    """Per-chunk warp input: (values, depth kind for :func:`build_frame_matrix`).
+
+    Relative and metric depth become scene depth z (``metric``), normalised by the shot;
+    pixel disparity is passed through.
+    """
+    if normalizer.kind == "disparity-px":
+        return torch.from_numpy(np.ascontiguousarray(raw, np.float32)), "disparity-px"
+    return normalizer.z(torch.from_numpy(np.ascontiguousarray(raw, np.float32))), "metric"
 
 
 def eye_views_only(config: ConvertConfig) -> bool:
@@ -139,82 +297,9 @@ def build_chunk(
     )
 
 
-class Filler:
-    """Fills the holes of a chunk's frame matrix with the configured method."""
-
-    def __init__(self, config: ConvertConfig, *, progress: bool = True) -> None:
-        if config.fill not in FILL_METHODS:
-            raise ValueError(f"fill must be one of {FILL_METHODS}, got {config.fill!r}")
-        self.config = config
-        self.progress = progress
-        self._backbone = None
-        self._diffusion = config.diffusion
-        if config.fill == "diffusion" and config.format in MULTIVIEW_FORMATS:
-            # Every view is an output: denoise them all (the paper's multi-view schedule).
-            self._diffusion = dataclasses.replace(config.diffusion, multiview=True)
-
-    def __call__(self, matrix: FrameMatrix, views: list[int]) -> FrameMatrix:
-        method = self.config.fill
-        if method == "none":
-            return matrix
-        if method == "fast":
-            from framematrix.fill.fast import fill_matrix_fast
-
-            return fill_matrix_fast(matrix, views=views)
-        from framematrix.fill.diffusion.run import diffusion_fill, load_backbone
-
-        if self._backbone is None:
-            self._backbone = load_backbone(self._diffusion)
-        return diffusion_fill(
-            matrix, self._diffusion, backbone=self._backbone, progress=self.progress
-        )
-
-
-def iter_filled_matrices(
-    clip: Clip,
-    depth: np.ndarray,
-    config: ConvertConfig,
-    *,
-    eyes_only: bool,
-    progress: bool = True,
-    depth_source: str = "depth",
-) -> Iterator[FrameMatrix]:
-    """Frame matrices of consecutive chunks of the clip, holes filled, on the CPU.
-
-    The depth is normalised over the whole clip here, before the first chunk is asked for, so
-    a bad depth fails before any output is started; ``depth_source`` names it in the error.
-    """
-    device = resolve_device(config.device)
-    values, kind = depth_for_warp(depth, config, source=depth_source)
-    fill = Filler(config, progress=progress)
-
-    def chunks() -> Iterator[FrameMatrix]:
-        total = clip.frames.shape[0]
-        step = max(1, int(config.chunk_frames))
-        with tqdm(
-            total=total, unit="frame", desc="convert", disable=not progress, leave=False
-        ) as bar:
-            for start in range(0, total, step):
-                stop = min(total, start + step)
-                matrix = build_chunk(
-                    clip.frames[start:stop],
-                    values[start:stop],
-                    kind,
-                    config,
-                    eyes_only=eyes_only,
-                    device=device,
-                )
-                views = (
-                    [matrix.left_view, matrix.right_view]
-                    if eyes_only or not config.diffusion.multiview
-                    else list(range(matrix.num_views))
-                )
-                if config.format in MULTIVIEW_FORMATS:
-                    views = list(range(matrix.num_views))
-                yield fill(matrix, views).to("cpu")
-                bar.update(stop - start)
-
-    return chunks()
+def to_uint8_numpy(images: torch.Tensor) -> np.ndarray:
+    """float in [0, 1] (any shape) -> uint8 numpy, rounded."""
+    return (images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def matrix_to_output_frames(matrix: FrameMatrix, fmt: str) -> np.ndarray:
@@ -225,13 +310,321 @@ def matrix_to_output_frames(matrix: FrameMatrix, fmt: str) -> np.ndarray:
     return compose_stereo(to_uint8_numpy(left), to_uint8_numpy(right), fmt)
 
 
-def to_uint8_numpy(images: torch.Tensor) -> np.ndarray:
-    """float in [0, 1] (any shape) -> uint8 numpy, rounded."""
-    return (images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+class _Filler:
+    """Fills the holes of a chunk's frame matrix with the configured method."""
+
+    def __init__(self, config: ConvertConfig, session: ModelSession, progress: Progress):
+        if config.fill not in FILL_METHODS:
+            raise ValueError(f"fill must be one of {FILL_METHODS}, got {config.fill!r}")
+        self.config = config
+        self.session = session
+        self.progress = progress
+        self.diffusion = config.diffusion
+        if config.fill == "diffusion" and config.format in MULTIVIEW_FORMATS:
+            # Every view is an output: denoise them all (the paper's multi-view schedule).
+            self.diffusion = dataclasses.replace(config.diffusion, multiview=True)
+
+    def fast(self, matrix: FrameMatrix, views: list[int]) -> FrameMatrix:
+        if self.config.fill == "none":
+            return matrix
+        from framematrix.fill.fast import fill_matrix_fast
+
+        return fill_matrix_fast(matrix, views=views)
 
 
-def write_views_folder(
-    output: Path, matrices: Iterator[FrameMatrix], *, names: list[str], overwrite: bool = False
+# ----------------------------------------------------------------------------- convert
+
+
+class _Job:
+    """One conversion: the source, its shots and depth, and how chunks are made and written."""
+
+    def __init__(
+        self,
+        source,  # noqa: ANN001
+        depth,  # ShotDepth  # noqa: ANN001
+        config: ConvertConfig,
+        session: ModelSession,
+        progress: Progress,
+    ) -> None:
+        self.source = source
+        self.depth = depth
+        self.config = config
+        self.session = session
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.eyes_only = eye_views_only(config)
+        self.filler = _Filler(config, session, progress)
+        self.frames_done = 0
+        self.holes = 0.0
+        self.views = 0
+
+    def _views_to_fill(self, matrix: FrameMatrix) -> list[int]:
+        if self.eyes_only or not self.config.diffusion.multiview:
+            views = [matrix.left_view, matrix.right_view]
+        else:
+            views = list(range(matrix.num_views))
+        if self.config.format in MULTIVIEW_FORMATS:
+            views = list(range(matrix.num_views))
+        return views
+
+    def build(self, start: int, frames: np.ndarray, shot: int) -> FrameMatrix:
+        raw = self.depth.read(start, start + frames.shape[0])
+        values, kind = warp_input(self.depth.normalizer(shot), raw, self.config, frames.shape[2])
+        return build_chunk(
+            frames, values, kind, self.config, eyes_only=self.eyes_only, device=self.device
+        )
+
+    def _count(self, matrix: FrameMatrix) -> None:
+        self.frames_done += matrix.num_frames
+        self.views = matrix.num_views
+        self.holes += float(matrix.hole_fraction().max()) * matrix.num_frames
+
+    def matrices(self, start: int, end: int, shot: int, task) -> Iterator[FrameMatrix]:  # noqa: ANN001
+        """Filled matrices of frames ``start..end-1`` of one shot, in order, on the CPU."""
+        if self.config.fill == "diffusion":
+            yield from self._diffusion_matrices(start, end, shot, task)
+            return
+        chunk = max(1, int(self.config.chunk_frames))
+        frames_iter = prefetch(self.source.iter_chunks(start, end, chunk), 2, "decode")
+        for a, frames in frames_iter:
+            matrix = self.build(a, frames, shot)
+            filled = self.filler.fast(matrix, self._views_to_fill(matrix)).to("cpu")
+            self._count(matrix)
+            task.update(matrix.num_frames)
+            yield filled
+
+    def _diffusion_matrices(self, start: int, end: int, shot: int, task) -> Iterator[FrameMatrix]:  # noqa: ANN001
+        from framematrix.fill.diffusion.run import diffusion_fill
+
+        backbone = self.session.backbone(self.filler.diffusion)
+        window = max(1, int(self.config.chunk_frames))
+        for a in range(start, end, window):
+            b = min(end, a + window)
+            matrix = self.build(a, self.source.read(a, b), shot)
+            filled = diffusion_fill(
+                matrix, self.filler.diffusion, backbone=backbone, progress=False
+            ).to("cpu")
+            self._count(matrix)
+            task.update(b - a)
+            yield filled
+
+    def output_frames(self, start: int, end: int, shot: int, task) -> Iterator[np.ndarray]:  # noqa: ANN001
+        fmt = self.config.format
+        for matrix in self.matrices(start, end, shot, task):
+            yield matrix_to_output_frames(matrix, fmt)
+
+
+def _identity(
+    source,  # noqa: ANN001
+    depth,  # noqa: ANN001
+    config: ConvertConfig,
+    rng: tuple[int, int],
+    shots: list[tuple[int, int]],
+    output: Path,
+) -> dict:
+    settings = dataclasses.asdict(config)
+    for volatile in ("device",):
+        settings.pop(volatile, None)
+    settings["depth"].pop("device", None)
+    settings["diffusion"].pop("device", None)
+    depth_id = "estimated"
+    if isinstance(depth, (str, Path)):
+        depth_id = input_fingerprint(depth)
+    elif depth is not None:
+        depth_id = "array:" + settings_fingerprint(
+            [np.asarray(depth).shape, float(np.nansum(np.asarray(depth[:: max(1, len(depth) // 8)])))]
+        )
+    return {
+        "input": source_fingerprint(source),
+        "depth": depth_id,
+        "settings": settings_fingerprint(settings),
+        "range": list(rng),
+        "shots": settings_fingerprint(shots),
+        "output": output.suffix.lower(),
+    }
+
+
+def convert(
+    input: str | Path,
+    output: str | Path,
+    *,
+    depth: str | Path | np.ndarray | None = None,
+    config: ConvertConfig | None = None,
+    fps: float | None = None,
+    start: int | str | None = None,
+    end: int | str | None = None,
+    cache_dir: str | Path | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: bool | Progress = True,
+    session: ModelSession | None = None,
+) -> ConvertResult:
+    """Convert a monocular video, frame folder or image into a stereoscopic output.
+
+    input: video file (mp4, mov, mkv, avi, webm), folder of frames, or single image.
+    output: ``.mp4``/``.mkv``/``.mov`` (video, source fps and audio), ``.png``/``.jpg``
+        (single-image input), or a folder (PNG frames).
+    depth: per-frame depth of the kind ``config.stereo.depth_kind``: a file, folder or depth
+        video (read lazily, in step with the frames), an ``[F, H, W]`` array, or None to
+        estimate it (Depth Anything per shot, then the temporal stabilisation).
+    fps: frame rate for frame-folder inputs (videos keep theirs).
+    start, end: convert frames ``[start, end)`` only (frame indices, or ``12.5``, ``1:02``,
+        ``120f``); the audio is trimmed to match.
+    cache_dir: where estimated depth and shots are kept (default ``.framematrix-cache`` beside
+        the output).
+    overwrite: replace an existing output folder that is not empty.
+    restart: discard the work of an interrupted earlier run instead of resuming it.
+    progress: show progress bars (bool), or a :class:`framematrix.progress.Progress` to
+        receive events and to cancel through.
+    session: loaded models to reuse between calls (:class:`framematrix.models.ModelSession`).
+
+    A video output is written in segments in ``.<name>.framematrix/`` beside it; after an
+    interruption the same call continues at the first unfinished segment.
+    """
+    from framematrix.work import clean_stale_temporaries
+
+    started = time.perf_counter()
+    config = config or ConvertConfig()
+    config.validate()
+    prog = Progress.of(progress)
+    session = session or ModelSession()
+    output = Path(output)
+    kind = output_kind(output, config.format)  # reject a bad output path before any work
+    inputs = [Path(input)] if isinstance(input, (str, Path)) else []
+    inputs += [Path(depth)] if isinstance(depth, (str, Path)) else []
+    check_output(output, kind, inputs=inputs, overwrite=overwrite)
+    clean_stale_temporaries(output)
+    cache = Path(cache_dir) if cache_dir is not None else output.parent / ".framematrix-cache"
+
+    with open_input(input, fps) as source:
+        info = source.info
+        rng = frame_range(info.num_frames, info.fps, start, end)
+        shots = find_shots(source, *rng, config, progress=prog, cache_dir=cache)
+        shot_depth = prepare_depth(
+            source, shots, depth, config, session=session, cache_dir=cache, progress=prog
+        )
+        job = _Job(source, shot_depth, config, session, prog)
+        if kind == "video" and config.format != "spatial":
+            reused, segments = _write_video(job, output, rng, shots, depth, restart)
+        else:
+            reused, segments = 0, 0
+            _write_stream(job, output, kind, rng, shots, overwrite)
+    frames = max(1, job.frames_done)
+    return ConvertResult(
+        output=output,
+        frames=rng[1] - rng[0],
+        fps=info.fps,
+        views=job.views,
+        hole_fraction=job.holes / frames,
+        seconds=time.perf_counter() - started,
+        shots=shots,
+        segments=segments,
+        segments_reused=reused,
+        summary=prog.summary(),
+    )
+
+
+def _segments_for(config: ConvertConfig, shots, suffix: str):  # noqa: ANN001, ANN202
+    from framematrix.work import plan_segments
+
+    return plan_segments(shots, config.segment_frames, suffix=suffix)
+
+
+def _write_video(
+    job: _Job,
+    output: Path,
+    rng: tuple[int, int],
+    shots: list[tuple[int, int]],
+    depth,  # noqa: ANN001
+    restart: bool,
+) -> tuple[int, int]:
+    """Encode every unfinished segment into the work folder, then join them into ``output``."""
+    from framematrix.work import WorkFolder, work_folder_for
+
+    config = job.config
+    info = job.source.info
+    segments = _segments_for(config, shots, output.suffix.lower())
+    identity = _identity(job.source, depth, config, rng, shots, output)
+    work = WorkFolder(work_folder_for(output), identity, segments, output=output)
+    reason = work.open(restart=restart)
+    if reason:
+        logger.warning("%s: %s", output, reason)
+    pending = work.pending()
+    reused = len(segments) - len(pending)
+    encode = EncodeSettings(crf=config.crf, preset=config.preset)
+    total = sum(s.num_frames for s in pending)
+    with job.progress.task("convert", total) as task:
+        for seg in pending:
+            job.progress.check()
+            frames = job.output_frames(seg.start, seg.end, seg.shot, task)
+            target = work.path(seg)
+            sink = BackgroundConsumer(
+                lambda it, target=target: write_video_file(
+                    target, frames_of(it), fps=info.fps, encode=encode
+                ),
+                size=2,
+                name="encode",
+            )
+            try:
+                for chunk in frames:
+                    sink.put(chunk)
+            except BaseException:
+                sink.abort()
+                raise
+            written = sink.close()
+            work.finish(seg, written)
+    with job.progress.task("join", len(segments), unit="segment") as task:
+        join_video(
+            [work.path(s) for s in segments],
+            output,
+            audio_from=info.path if info.has_audio else None,
+            audio_start_s=job.source.frame_time(rng[0]),
+            audio_end_s=(job.source.frame_time(rng[1]) if rng[1] < info.num_frames else None),
+        )
+        task.update(len(segments))
+    work.remove()
+    return reused, len(segments)
+
+
+def _write_stream(
+    job: _Job,
+    output: Path,
+    kind: str,
+    rng: tuple[int, int],
+    shots: list[tuple[int, int]],
+    overwrite: bool,
+) -> None:
+    """Folder, per-view folder, image (and spatial video) outputs: one streamed pass."""
+    from framematrix.export.writers import write_frames, write_image
+
+    config = job.config
+    names = job.source.info.names[rng[0] : rng[1]]
+
+    def chunks_in_order(task) -> Iterator[tuple[int, FrameMatrix]]:  # noqa: ANN001
+        for shot, (a, b) in enumerate(shots):
+            yield from ((shot, m) for m in job.matrices(a, b, shot, task))
+
+    total = rng[1] - rng[0]
+    with job.progress.task("convert", total) as task:
+        if config.format == "views":
+            _write_views_folder(output, (m for _, m in chunks_in_order(task)), names, overwrite)
+        elif config.format == "spatial":
+            _write_spatial(job, output, (m for _, m in chunks_in_order(task)))
+        else:
+            frames = frames_of(
+                matrix_to_output_frames(m, config.format) for _, m in chunks_in_order(task)
+            )
+            if kind == "image":
+                images = list(frames)
+                if len(images) != 1:
+                    raise InputError(f"{output}: an image output needs a single-image input")
+                write_image(output, images[0])
+            else:
+                write_frames(output, frames, names=names, overwrite=overwrite)
+
+
+def _write_views_folder(
+    output: Path, matrices: Iterator[FrameMatrix], names: list[str], overwrite: bool
 ) -> Path:
     """Every view as its own frame folder: ``output/view{j:02d}/{name}.png``, atomically."""
     import cv2
@@ -251,154 +644,11 @@ def write_views_folder(
     return output
 
 
-def check_output(output: Path, kind: str, *, inputs: list[Path], overwrite: bool = False) -> None:
-    """Fail before any work if writing ``output`` would destroy an input or a user's folder."""
-    from framematrix.io.atomic import check_folder_output
-
-    if not output.resolve().name:
-        raise InputError(f"{output}: give an output file or folder name")
-    target = output.resolve()
-    for path in inputs:
-        source = path.resolve()
-        if target == source or source.is_relative_to(target):
-            raise InputError(f"{output}: the output would overwrite the input {path}")
-    if kind == "folder":
-        check_folder_output(output, overwrite)
+def _write_spatial(job: _Job, output: Path, matrices: Iterator[FrameMatrix]) -> Path:
+    raise InputError(f"{output}: format 'spatial' is not available in this build")
 
 
-def output_kind(output: Path, fmt: str) -> str:
-    """``video``, ``image`` or ``folder``, from the output path's suffix."""
-    suffix = output.suffix.lower()
-    if fmt == "views":
-        if suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES:
-            raise InputError(f"{output}: format 'views' writes a folder; give a folder path")
-        return "folder"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix:
-        raise InputError(
-            f"{output}: unsupported output type {suffix!r} "
-            f"(use {', '.join(VIDEO_SUFFIXES + IMAGE_SUFFIXES)} or a folder)"
-        )
-    return "folder"
-
-
-def export(
-    matrices: Iterator[FrameMatrix],
-    output: Path,
-    *,
-    fmt: str,
-    fps: float,
-    names: list[str],
-    crf: int = 18,
-    preset: str = "medium",
-    audio_from: Path | None = None,
-    overwrite: bool = False,
-) -> tuple[int, float, int]:
-    """Write chunks of filled matrices to ``output`` in ``fmt``.
-
-    Returns (frames written, mean hole fraction of the written eye/views before filling, V).
-    """
-    from framematrix.export.writers import write_frames, write_image, write_video
-
-    stats = {"frames": 0, "holes": 0.0, "views": 0}
-
-    def chunks() -> Iterator[FrameMatrix]:
-        for matrix in matrices:
-            stats["frames"] += matrix.num_frames
-            stats["views"] = matrix.num_views
-            stats["holes"] += float(matrix.hole_fraction().max()) * matrix.num_frames
-            yield matrix
-
-    def frames_iter() -> Iterator[np.ndarray]:
-        for matrix in chunks():
-            yield from matrix_to_output_frames(matrix, fmt)
-
-    kind = output_kind(output, fmt)
-    if fmt == "views":
-        write_views_folder(output, chunks(), names=names, overwrite=overwrite)
-    elif kind == "video":
-        write_video(output, frames_iter(), fps=fps, crf=crf, preset=preset, audio_from=audio_from)
-    elif kind == "image":
-        frames = list(frames_iter())
-        if len(frames) != 1:
-            raise InputError(f"{output}: an image output needs a single-image input")
-        write_image(output, frames[0])
-    else:
-        write_frames(output, frames_iter(), names=names, overwrite=overwrite)
-    frames = max(1, stats["frames"])
-    return stats["frames"], stats["holes"] / frames, stats["views"]
-
-
-def convert(
-    input: str | Path,
-    output: str | Path,
-    *,
-    depth: str | Path | np.ndarray | None = None,
-    config: ConvertConfig | None = None,
-    fps: float | None = None,
-    cache_dir: str | Path | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> ConvertResult:
-    """Convert a monocular video, frame folder or image into a stereoscopic output.
-
-    input: video file (mp4, mov, mkv, avi, webm), folder of frames, or single image.
-    output: ``.mp4``/``.mkv``/``.mov`` (H.264 video, source fps and audio), ``.png``/``.jpg``
-        (single-image input), or a folder (PNG frames).
-    depth: per-frame depth (file, folder or ``[F, H, W]`` array, kind ``config.stereo.depth_kind``),
-        or None to estimate it (Depth Anything, then temporal stabilisation).
-    fps: frame rate for frame-folder inputs (videos keep theirs).
-    cache_dir: where estimated depth is cached (default: ``.framematrix-cache`` beside the output).
-    overwrite: replace an existing output folder that is not empty (files are always replaced,
-        never the input itself).
-    """
-    started = time.perf_counter()
-    config = config or ConvertConfig()
-    if config.format not in FORMAT_NAMES + MULTIVIEW_FORMATS:
-        raise ValueError(f"unknown format {config.format!r}")
-    output = Path(output)
-    kind = output_kind(output, config.format)  # reject a bad output path before any work
-    check_output(
-        output,
-        kind,
-        inputs=[Path(input)] + ([Path(depth)] if isinstance(depth, (str, Path)) else []),
-        overwrite=overwrite,
-    )
-    clip = read_clip(Path(input), fps=fps)
-    if cache_dir is None:
-        cache_dir = output.parent / ".framematrix-cache"
-    depth_map = load_depth(clip, depth, config, cache_dir=Path(cache_dir), progress=progress)
-    source = str(depth) if isinstance(depth, (str, Path)) else f"depth of {clip.source}"
-    matrices = iter_filled_matrices(
-        clip,
-        depth_map,
-        config,
-        eyes_only=eye_views_only(config),
-        progress=progress,
-        depth_source=source,
-    )
-    frames, holes, views = export(
-        matrices,
-        output,
-        fmt=config.format,
-        fps=clip.fps,
-        names=clip.names,
-        crf=config.crf,
-        preset=config.preset,
-        audio_from=clip.source if clip.has_audio else None,
-        overwrite=overwrite,
-    )
-    return ConvertResult(
-        output=output,
-        frames=frames,
-        fps=clip.fps,
-        views=views,
-        hole_fraction=holes,
-        seconds=time.perf_counter() - started,
-    )
+# ----------------------------------------------------------------------------- other commands
 
 
 def save_matrix(matrix: FrameMatrix, folder: Path, *, start: int = 0) -> None:
@@ -416,110 +666,155 @@ def save_matrix(matrix: FrameMatrix, folder: Path, *, start: int = 0) -> None:
             cv2.imwrite(str(view_dir / f"{name}_mask.png"), masks[j, i].astype(np.uint8) * 255)
 
 
+def _open_for_depth(input, fps, config, depth, cache_dir, progress, session):  # noqa: ANN001, ANN202
+    source = open_input(input, fps)
+    info = source.info
+    cache = Path(cache_dir)
+    shots = find_shots(source, 0, info.num_frames, config, progress=progress, cache_dir=cache)
+    shot_depth = prepare_depth(
+        source, shots, depth, config, session=session, cache_dir=cache, progress=progress
+    )
+    return source, shots, shot_depth
+
+
 def make_matrix(
     input: str | Path,
-    depth: str | Path | np.ndarray,
+    depth: str | Path | np.ndarray | None,
     output_dir: str | Path,
     *,
     config: ConvertConfig | None = None,
     fps: float | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
+    session: ModelSession | None = None,
 ) -> Path:
     """Build the full frame matrix of a clip (no fill) and save it under ``output_dir``."""
     from framematrix.io.atomic import atomic_dir
 
     config = config or ConvertConfig(fill="none")
-    inputs = [Path(input)] + ([Path(depth)] if isinstance(depth, (str, Path)) else [])
-    check_output(Path(output_dir), "folder", inputs=inputs, overwrite=overwrite)
-    clip = read_clip(Path(input), fps=fps)
-    depth_map = load_depth(clip, depth, config, progress=progress)
-    device = resolve_device(config.device)
-    source = str(depth) if isinstance(depth, (str, Path)) else f"depth of {clip.source}"
-    values, kind = depth_for_warp(depth_map, config, source=source)
-    total = clip.frames.shape[0]
-    step = max(1, int(config.chunk_frames))
+    prog = Progress.of(progress)
     output_dir = Path(output_dir)
-    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
-        for start in tqdm(range(0, total, step), desc="matrix", disable=not progress, leave=False):
-            stop = min(total, start + step)
-            matrix = build_chunk(
-                clip.frames[start:stop],
-                values[start:stop],
-                kind,
-                config,
-                eyes_only=False,
-                device=device,
-            )
-            save_matrix(matrix, Path(tmp), start=start)
+    inputs = [Path(input)] + ([Path(depth)] if isinstance(depth, (str, Path)) else [])
+    check_output(output_dir, "folder", inputs=inputs, overwrite=overwrite)
+    source, shots, shot_depth = _open_for_depth(
+        input, fps, config, depth, output_dir.parent / ".framematrix-cache", prog, session
+    )
+    device = resolve_device(config.device)
+    step = max(1, int(config.chunk_frames))
+    with source, atomic_dir(output_dir, overwrite=overwrite) as tmp:
+        with prog.task("matrix", source.info.num_frames) as task:
+            for shot, (a, b) in enumerate(shots):
+                for start, frames in source.iter_chunks(a, b, step):
+                    raw = shot_depth.read(start, start + frames.shape[0])
+                    values, kind = warp_input(
+                        shot_depth.normalizer(shot), raw, config, frames.shape[2]
+                    )
+                    matrix = build_chunk(
+                        frames, values, kind, config, eyes_only=False, device=device
+                    )
+                    save_matrix(matrix, Path(tmp), start=start)
+                    task.update(frames.shape[0])
     return output_dir
 
 
-def write_depth_folder(
-    depth: np.ndarray, folder: str | Path, names: list[str], *, overwrite: bool = False
-) -> Path:
-    """Write ``{name}.npy`` (float32) per frame, and a 16-bit ``preview/{name}.png``.
+def _write_depth(output: Path, shot_depth, info, overwrite: bool, prog: Progress) -> Path:  # noqa: ANN001
+    """Stream depth into a lossless 16-bit depth video (``.mkv``) or a folder of 16-bit PNG."""
+    from framematrix.io.depth_video import DepthWriter
 
-    The folder can be given back as ``--depth``: the previews sit in a subfolder so that it
-    holds one depth format. They share one scale over the clip (0 = the clip's minimum,
-    65535 = its maximum), so their brightness is comparable across frames.
-    """
-    import cv2
-
-    from framematrix.io.atomic import atomic_dir
-
-    folder = Path(folder)
-    finite = depth[np.isfinite(depth)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    scale = 65535.0 / (hi - lo) if hi > lo else 0.0
-    with atomic_dir(folder, overwrite=overwrite) as tmp:
-        (Path(tmp) / "preview").mkdir()
-        for name, d in zip(names, depth, strict=True):
-            np.save(Path(tmp) / f"{name}.npy", d.astype(np.float32))
-            preview = np.nan_to_num((d - lo) * scale, nan=0.0, posinf=65535.0, neginf=0.0)
-            cv2.imwrite(
-                str(Path(tmp) / "preview" / f"{name}.png"),
-                np.clip(preview, 0, 65535).astype(np.uint16),
-            )
-    return folder
+    lows = [s.low for s in shot_depth.stats if s.low is not None]
+    highs = [s.high for s in shot_depth.stats if s.high is not None]
+    lo, hi = (min(lows), max(highs)) if lows else (0.0, 1.0)
+    with DepthWriter(
+        output,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        lo=lo,
+        hi=hi,
+        overwrite=overwrite,
+    ) as writer:
+        with prog.task("write depth", info.num_frames) as task:
+            for a, b in shot_depth.shots:
+                for start in range(a, b, 32):
+                    chunk = shot_depth.read(start, min(b, start + 32))
+                    writer.write(chunk)
+                    task.update(chunk.shape[0])
+    return output
 
 
 def estimate_depth_files(
     input: str | Path,
-    output_dir: str | Path,
+    output: str | Path,
     *,
     config: ConvertConfig | None = None,
     fps: float | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
+    session: ModelSession | None = None,
 ) -> Path:
-    """Estimate (and, per ``config.depth.stabilize``, stabilise) depth; write it per frame."""
+    """Estimate (and, per ``config.depth.stabilize``, stabilise) depth per shot; write it as a
+    lossless 16-bit depth video (``.mkv``) or a folder of 16-bit PNG, streamed."""
     config = config or ConvertConfig()
-    output_dir = Path(output_dir)
-    check_output(output_dir, "folder", inputs=[Path(input)], overwrite=overwrite)
-    clip = read_clip(Path(input), fps=fps)
-    depth = load_depth(
-        clip, None, config, cache_dir=output_dir.parent / ".framematrix-cache", progress=progress
+    prog = Progress.of(progress)
+    output = Path(output)
+    kind = "video" if output.suffix.lower() == ".mkv" else "folder"
+    if output.suffix and kind == "folder":
+        raise InputError(f"{output}: depth is written to a .mkv depth video or a folder")
+    check_output(output, kind, inputs=[Path(input)], overwrite=overwrite)
+    source, _, shot_depth = _open_for_depth(
+        input, fps, config, None, output.parent / ".framematrix-cache", prog, session
     )
-    return write_depth_folder(depth, output_dir, clip.names, overwrite=overwrite)
+    with source:
+        return _write_depth(output, shot_depth, source.info, overwrite, prog)
+
+
+class _GivenRaw:
+    """A given depth seen as a complete raw depth store (for the stabilisation pass)."""
+
+    def __init__(self, reader) -> None:  # noqa: ANN001
+        self.reader = reader
+
+    def covered(self, start: int, stop: int) -> bool:
+        return True
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.reader.read(start, stop)
 
 
 def stabilize_depth_files(
     input: str | Path,
     depth: str | Path,
-    output_dir: str | Path,
+    output: str | Path,
     *,
     config: ConvertConfig | None = None,
     fps: float | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: bool | Progress = True,
+    session: ModelSession | None = None,
 ) -> Path:
-    """Steady the given per-frame depth of ``input`` over time; write it per frame."""
-    from framematrix.depth.cache import stabilize_only
+    """Steady the given per-frame depth of ``input`` over time, per shot; write it like
+    :func:`estimate_depth_files`."""
+    from framematrix.depth.provider import ShotDepth, estimate_into_store, stats_from_store
+    from framematrix.depth.store import DepthStore
 
     config = config or ConvertConfig()
-    check_output(Path(output_dir), "folder", inputs=[Path(input), Path(depth)], overwrite=overwrite)
-    clip = read_clip(Path(input), fps=fps)
-    raw = read_depth(Path(depth), clip.frames.shape[:3])
-    steady = stabilize_only(clip.frames, raw, config.depth, progress=progress)
-    return write_depth_folder(steady, output_dir, clip.names, overwrite=overwrite)
+    prog = Progress.of(progress)
+    session = session or ModelSession()
+    output = Path(output)
+    kind = "video" if output.suffix.lower() == ".mkv" else "folder"
+    check_output(output, kind, inputs=[Path(input), Path(depth)], overwrite=overwrite)
+    cache = output.parent / ".framematrix-cache"
+    with open_input(input, fps) as source:
+        info = source.info
+        shots = find_shots(source, 0, info.num_frames, config, progress=prog, cache_dir=cache)
+        reader = _given_depth_reader(depth, info)
+        key = settings_fingerprint(["given-stable", input_fingerprint(depth), shots])
+        store = DepthStore(cache / f"depth-{key}", info.num_frames, info.height, info.width)
+        estimate_into_store(
+            source, shots, config.depth, _GivenRaw(reader), store, session=session, progress=prog
+        )
+        stats = stats_from_store(
+            store, shots, kind="relative", near=config.stereo.near, far=config.stereo.far
+        )
+        shot_depth = ShotDepth(store, shots, stats, kind="relative", near=None, far=None)
+        return _write_depth(output, shot_depth, info, overwrite, prog)

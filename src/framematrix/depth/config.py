@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
+from framematrix.device import resolve_device, resolve_dtype  # noqa: F401 - re-exported
 
 # Short names of the Depth Anything checkpoints in Hugging Face transformers format.
 DEPTH_MODEL_ALIASES: dict[str, str] = {
@@ -21,30 +21,10 @@ DEPTH_MODEL_ALIASES: dict[str, str] = {
 DtypeName = Literal["auto", "fp32", "fp16", "bf16"]
 FlowChoice = Literal["auto", "raft-small", "raft-large", "dis"]
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def resolve_model_name(model: str) -> str:
     """Hugging Face id or local path of ``model`` (an alias such as ``v1-large`` is expanded)."""
     return DEPTH_MODEL_ALIASES.get(model, model)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None -> CUDA when available, else CPU; anything else as given."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``auto``/None -> fp16 on CUDA, fp32 elsewhere; ``fp32``/``fp16``/``bf16`` as named."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is None or dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose from auto, {', '.join(_DTYPES)}")
-    return _DTYPES[dtype]
 
 
 @dataclass

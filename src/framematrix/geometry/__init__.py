@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from framematrix.geometry.build import WarpResult, build_frame_matrix, warp_to_offsets
-from framematrix.geometry.cameras import camera_offsets, end_eye_span, source_view_index
-from framematrix.geometry.cleanup import clean_layers, gaussian_kernel_3x3
-from framematrix.geometry.config import StereoConfig
-from framematrix.geometry.normalize import DEPTH_KINDS, depth_to_z
-from framematrix.geometry.splat import forward_splat
+import importlib
+from typing import Any
+
+# Public names and their modules, imported on first use so that a light import (the
+# CLI's --help, a config) does not pull in torch.
+_LAZY = {
+    "WarpResult": "framematrix.geometry.build",
+    "build_frame_matrix": "framematrix.geometry.build",
+    "warp_to_offsets": "framematrix.geometry.build",
+    "camera_offsets": "framematrix.geometry.cameras",
+    "end_eye_span": "framematrix.geometry.cameras",
+    "source_view_index": "framematrix.geometry.cameras",
+    "clean_layers": "framematrix.geometry.cleanup",
+    "gaussian_kernel_3x3": "framematrix.geometry.cleanup",
+    "StereoConfig": "framematrix.geometry.config",
+    "DEPTH_KINDS": "framematrix.geometry.normalize",
+    "depth_to_z": "framematrix.geometry.normalize",
+    "forward_splat": "framematrix.geometry.splat",
+}
 
 __all__ = [
     "DEPTH_KINDS",
@@ -23,3 +36,16 @@ __all__ = [
     "source_view_index",
     "warp_to_offsets",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -62,6 +62,12 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         if not os.path.lexists(tmp):
             raise FileNotFoundError(f"{final}: nothing was written (temporary file {tmp.name})")
         os.replace(tmp, final)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.filename is not None and Path(exc.filename).name == tmp.name:
+            # the user knows the output, not our hidden temporary name
+            raise type(exc)(exc.errno, exc.strerror, str(final)) from None
+        raise
     except BaseException:
         _remove(tmp)
         raise

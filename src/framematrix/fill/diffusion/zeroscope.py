@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 
+from framematrix.device import resolve_device, resolve_dtype
 from framematrix.errors import ModelNotFoundError, ShapeError
 
 ZEROSCOPE_ID = "cerspense/zeroscope_v2_576w"
@@ -50,34 +51,6 @@ _SVD_HINT = (
 
 Decoder = Literal["zeroscope", "svd"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``fp16``/``bf16``/``fp32`` (or a torch dtype) -> torch dtype; None = fp16 on CUDA, fp32
-    elsewhere (fp16 convolutions on CPU are slow or missing)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is None or dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    names = {
-        "fp16": torch.float16,
-        "float16": torch.float16,
-        "half": torch.float16,
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-    }
-    if dtype not in names:
-        raise ValueError(f"dtype must be one of fp16, bf16, fp32 or auto, got {dtype!r}")
-    return names[dtype]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None = the first CUDA device if there is one, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _has_weights(folder: Path) -> bool:
