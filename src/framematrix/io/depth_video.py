@@ -30,9 +30,9 @@ from framematrix.errors import InputError, ShapeError
 from framematrix.io.atomic import atomic_dir, atomic_path
 from framematrix.io.depth_files import (
     DEPTH_EXTENSIONS,
-    _fit_size,
-    _squeeze_maps,
+    fit_size,
     read_depth_file,
+    squeeze_maps,
 )
 from framematrix.io.source import VIDEO_EXTENSIONS, VideoReader, list_image_files
 
@@ -362,7 +362,7 @@ class _VideoDepth(DepthSource):
             else:
                 self._record = _parse_record(tag, path)
             self.scaled = self._record is not None
-            _fit_size(self._reader.first[None].astype(np.float32), height, width, path)
+            fit_size(self._reader.first[None].astype(np.float32), height, width, path)
         except BaseException:
             self._reader.close()
             raise
@@ -372,7 +372,7 @@ class _VideoDepth(DepthSource):
         if start == stop:
             return np.empty((0, self.height, self.width), np.float32)
         q = np.stack(self._reader.read(start, stop))
-        return _fit_size(_scale(q, self._record), self.height, self.width, self.path)
+        return fit_size(_scale(q, self._record), self.height, self.width, self.path)
 
     def close(self) -> None:
         self._reader.close()
@@ -410,7 +410,7 @@ class _FolderDepth(DepthSource):
             raise InputError(
                 f"{file}: holds {depth.shape[0]} depth maps; a folder needs one per file"
             )
-        return _fit_size(_scale(depth, self._record), self.height, self.width, file)[0]
+        return fit_size(_scale(depth, self._record), self.height, self.width, file)[0]
 
     def read(self, start: int, stop: int) -> np.ndarray:
         self._check_range(start, stop)
@@ -434,12 +434,12 @@ class _ArrayDepth(DepthSource):
                 f"{label}{path}: {array.shape[0]} depth maps but the clip has {num_frames} frames"
             )
         self._array = array
-        _fit_size(np.asarray(array[:1], np.float32), height, width, path)
+        fit_size(np.asarray(array[:1], np.float32), height, width, path)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         self._check_range(start, stop)
         chunk = np.asarray(self._array[start:stop], dtype=np.float32)
-        return _fit_size(chunk, self.height, self.width, self.path)
+        return fit_size(chunk, self.height, self.width, self.path)
 
     def close(self) -> None:
         self._array = np.empty((0, 1, 1), np.float32)
@@ -456,7 +456,7 @@ def _load_npy(path: Path) -> np.ndarray:
         return read_depth_file(path)
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise InputError(f"{path}: depth array has non-numeric dtype {array.dtype}")
-    return _squeeze_maps(array, path)
+    return squeeze_maps(array, path)
 
 
 def open_depth(
