@@ -261,7 +261,7 @@ def test_sixteen_bit_png_folder_reports_bit_depth(tmp_path: Path) -> None:
     assert cv2.imwrite(str(tmp_path / "a.png"), np.full((6, 8, 3), 40000, np.uint16))
     with open_source(tmp_path) as source:
         assert source.info.bit_depth == 16
-        assert source.read(0, 1)[0, 0, 0].tolist() == [156, 156, 156]  # 40000 / 257
+        assert source.read(0, 1)[0, 0, 0].tolist() == [156, 156, 156]  # OpenCV: 40000 >> 8
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 5), (5, 1)])
@@ -322,3 +322,21 @@ def test_parse_position_rejects_bad_text(text: str) -> None:
     with pytest.raises(ValueError) as excinfo:
         parse_position(text, 24.0)
     assert "\n" not in str(excinfo.value) and not isinstance(excinfo.value, InputError)
+
+
+def test_wrong_timestamps_fall_back_to_counting_from_the_start(bframes_mp4: Path) -> None:
+    # If the demuxed stamps do not match what the decoder gives (seen with broken files), a range
+    # read must still return the frames of a sequential decode.
+    from framematrix.io.source import _Timeline
+
+    reference, _, _ = _sequential(bframes_mp4)
+    with open_source(bframes_mp4) as source:
+        reader = source._reader
+        true = reader.timeline()
+        shifted = [p + 1 for p in true.pts]  # no decoded frame has one of these stamps
+        reader._timeline = _Timeline(
+            shifted, [k + 1 for k in true.keys], {p: i for i, p in enumerate(shifted)}, True
+        )
+        np.testing.assert_array_equal(source.read(70, 75), reference[70:75])
+        assert not reader.timeline().exact
+        np.testing.assert_array_equal(source.read(20, 22), reference[20:22])

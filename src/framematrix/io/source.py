@@ -436,11 +436,19 @@ class VideoReader:
             self._decoder = self.container.decode(self.stream)
             frame = self._pull(start)
             index = None if frame is None or frame.pts is None else timeline.index.get(frame.pts)
-            if index is not None and index <= start:
+            if index is None:
+                break  # a stamp the demuxer did not give: the table cannot be trusted
+            if index <= start:
                 self._pending, self._next, self._by_pts = frame, index, True
                 return
             key -= 1  # landed after the target (an index by dts, say): try an earlier keyframe
+        self._distrust()
         self._restart()
+
+    def _distrust(self) -> None:
+        """From now on, reads before the decoder's position decode from the start."""
+        timeline = self.timeline()
+        self._timeline = _Timeline(timeline.pts, timeline.keys, timeline.index, False)
 
     def _needs_seek(self, start: int) -> bool:
         if self._decoder is None or start < self._next:
@@ -474,12 +482,10 @@ class VideoReader:
             index = self._next
             if self._by_pts:
                 found = None if frame.pts is None else self.timeline().index.get(frame.pts)
-                if found is None or found > self._next:
-                    # The timestamps do not describe this decode (a frame missing or unknown):
-                    # fall back to counting from the start, which is exact by definition.
-                    self._timeline = _Timeline(
-                        self.timeline().pts, self.timeline().keys, self.timeline().index, False
-                    )
+                if found is None or (found > self._next and found > start):
+                    # The timestamps do not describe this decode (a frame of the range missing,
+                    # or an unknown stamp): count from the start, which is exact by definition.
+                    self._distrust()
                     self._restart()
                     return self.read(start, stop)
                 if found < self._next:
