@@ -17,9 +17,17 @@ import numpy as np
 
 from framematrix.errors import InputError
 from framematrix.io.atomic import atomic_path
-from framematrix.io.video import list_image_files
+from framematrix.io.source import list_image_files
 
-__all__ = ["DEPTH_EXTENSIONS", "read_depth", "read_depth_file", "read_pfm", "write_pfm"]
+__all__ = [
+    "DEPTH_EXTENSIONS",
+    "fit_size",
+    "read_depth",
+    "read_depth_file",
+    "read_pfm",
+    "squeeze_maps",
+    "write_pfm",
+]
 
 DEPTH_EXTENSIONS = (".npy", ".npz", ".png", ".pfm")
 
@@ -111,7 +119,7 @@ def write_pfm(
 # ----------------------------------------------------------------------------- one file
 
 
-def _squeeze_maps(array: np.ndarray, path: Path) -> np.ndarray:
+def squeeze_maps(array: np.ndarray, path: Path) -> np.ndarray:
     """[H, W] -> [1, H, W]; [F, H, W] kept; a singleton channel ([F,1,H,W], [F,H,W,1]) dropped."""
     if array.ndim == 2:
         return array[None]
@@ -168,7 +176,7 @@ def read_depth_file(path: str | os.PathLike[str]) -> np.ndarray:
         array = np.asarray(array)
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise InputError(f"{path}: depth array has non-numeric dtype {array.dtype}")
-    return _squeeze_maps(np.asarray(array), path).astype(np.float32, copy=False)
+    return squeeze_maps(np.asarray(array), path).astype(np.float32, copy=False)
 
 
 # ----------------------------------------------------------------------------- resizing
@@ -195,8 +203,9 @@ def _resize_map(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.where(keep_unknown, nearest, out).astype(np.float32)
 
 
-def _fit_size(depth: np.ndarray, height: int, width: int, path: Path) -> np.ndarray:
-    """[N, h, w] -> [N, height, width]: resized when the aspect ratio matches within 1 %."""
+def fit_size(depth: np.ndarray, height: int, width: int, path: Path) -> np.ndarray:
+    """[N, h, w] -> [N, height, width] float32: resized bilinearly (NaN/inf kept unknown) when the
+    aspect ratio matches within 1 %; any other size is an InputError naming ``path``."""
     h, w = depth.shape[1:]
     if (h, w) == (height, width):
         return depth
@@ -252,7 +261,7 @@ def read_depth(
                     f"{file}: holds {depth.shape[0]} depth maps; a folder needs one per file"
                 )
             if frames_shape is not None:
-                depth = _fit_size(depth, frames_shape[1], frames_shape[2], file)
+                depth = fit_size(depth, frames_shape[1], frames_shape[2], file)
             elif maps and depth.shape[1:] != maps[0].shape[1:]:
                 raise InputError(
                     f"{file}: depth size {depth.shape[2]}x{depth.shape[1]} differs from "
@@ -266,5 +275,5 @@ def read_depth(
             raise InputError(
                 f"{path}: {depth.shape[0]} depth maps but the clip has {frames_shape[0]} frames"
             )
-        depth = _fit_size(depth, frames_shape[1], frames_shape[2], path)
+        depth = fit_size(depth, frames_shape[1], frames_shape[2], path)
     return depth
