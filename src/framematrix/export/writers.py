@@ -381,6 +381,7 @@ class _AudioCopier:
         output: av.container.OutputContainer,
         muxer: str,
         start: Fraction = Fraction(0),
+        end: Fraction | None = None,
     ) -> None:
         self.source = source
         self.input = av.open(str(source))
@@ -404,7 +405,9 @@ class _AudioCopier:
         self.next_sample: int | None = None
         self.done = False
         self.output = output
-        self.until: Fraction | None = None
+        # Transcoded audio is cut to the sample at ``cut`` (seconds from time 0): the end of a
+        # partial convert, then also the video's end once known (finish).
+        self.cut: Fraction | None = end
         self.trim_start = start > 0
 
     def _next_packet(self) -> av.Packet | None:
@@ -423,7 +426,6 @@ class _AudioCopier:
 
     def pump(self, until: Fraction) -> None:
         """Write the audio that starts before ``until`` (seconds from the output's time 0)."""
-        self.until = until
         while not self.done:
             packet = self.pending if self.pending is not None else self._next_packet()
             self.pending = None
@@ -474,8 +476,8 @@ class _AudioCopier:
         if self.trim_start and packet_time < 0:
             first = min(frame.samples, round(-packet_time * rate))
         last = frame.samples
-        if self.until is not None:
-            last = max(first, min(last, round((self.until - packet_time) * rate)))
+        if self.cut is not None:
+            last = max(first, min(last, round((self.cut - packet_time) * rate)))
         if first == 0 and last == frame.samples:
             return frame
         if last <= first:
@@ -493,7 +495,8 @@ class _AudioCopier:
         return trimmed
 
     def finish(self, video_end: Fraction) -> None:
-        self.pump(video_end)
+        self.cut = video_end if self.cut is None else min(self.cut, video_end)
+        self.pump(self.cut)
         if self.transcode:
             for out_packet in self.out_stream.encode(None):
                 self.output.mux(out_packet)
@@ -507,6 +510,7 @@ def _open_audio_source(
     output: av.container.OutputContainer,
     muxer: str,
     start: Fraction = Fraction(0),
+    end: Fraction | None = None,
 ) -> _AudioCopier | None:
     source = Path(audio_from)
     if not source.is_file():
@@ -517,7 +521,7 @@ def _open_audio_source(
                 return None
     except (av.error.FFmpegError, OSError) as exc:
         raise InputError(f"{source}: cannot open audio source: {exc}") from exc
-    return _AudioCopier(source, output, muxer, start)
+    return _AudioCopier(source, output, muxer, start, end)
 
 
 # ----------------------------------------------------------------------------- video
