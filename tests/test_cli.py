@@ -38,6 +38,14 @@ def _square_disparity(count: int, height: int, width: int, shift: float) -> np.n
     return disp
 
 
+def _read_depth(path: Path, count: int, height: int, width: int) -> np.ndarray:
+    """A depth video or folder written by framematrix, read back as [F, H, W] float32."""
+    from framematrix.io.depth_video import open_depth
+
+    with open_depth(path, num_frames=count, height=height, width=width) as depth:
+        return depth.read(0, count)
+
+
 def _run(args: list[str], capsys) -> tuple[int, str, str]:
     code = main(args)
     out, err = capsys.readouterr()
@@ -441,11 +449,11 @@ def test_depth_command_and_convert_without_depth_reuse_the_cache(
         capsys,
     )
     assert code == 0, err
-    maps = sorted(out.glob("*.npy"))
+    maps = sorted(out.glob("*.png"))
     assert [p.stem for p in maps] == ["00000", "00001", "00002"]
-    assert np.load(maps[0]).shape == (48, 64)
-    preview = cv2.imread(str(out / "preview" / "00000.png"), cv2.IMREAD_UNCHANGED)
-    assert preview.dtype == np.uint16 and preview.shape == (48, 64)
+    first = cv2.imread(str(maps[0]), cv2.IMREAD_UNCHANGED)
+    assert first.dtype == np.uint16 and first.shape == (48, 64)
+    assert _read_depth(out, 3, 48, 64).shape == (3, 48, 64)
 
     convert_args = [
         "convert",
@@ -463,13 +471,13 @@ def test_depth_command_and_convert_without_depth_reuse_the_cache(
     assert read_clip(tmp_path / "a.mp4").frames.shape == (3, 48, 128, 3)
 
     # A second run with other stereo settings must not run the depth model again.
-    import framematrix.depth.cache as cache
+    import framematrix.depth.estimate as estimate
 
     def no_model(*args, **kwargs):
         raise AssertionError("depth was recomputed instead of read from the cache")
 
-    monkeypatch.setattr(cache, "load_depth_model", no_model, raising=False)
-    monkeypatch.setattr(cache, "estimate_depth", no_model, raising=False)
+    monkeypatch.setattr(estimate, "load_depth_model", no_model)
+    monkeypatch.setattr(estimate, "estimate_depth", no_model)
     convert_args[-2] = str(tmp_path / "b.mp4")
     code, _, err = _run([*convert_args, "--baseline", "0.05"], capsys)
     assert code == 0, err
@@ -504,7 +512,7 @@ def test_stabilize_command(tmp_path, small_input, capsys):
         capsys,
     )
     assert code == 0, err
-    steady = np.stack([np.load(p) for p in sorted(out.glob("*.npy"))])
+    steady = _read_depth(out, 3, 48, 64)
     raw = np.load(tmp_path / "raw.npy")
     assert steady.shape == raw.shape
     # Static frames with independent noise: the temporal average steadies the middle frame.

@@ -25,8 +25,8 @@ from framematrix.options import (
     G_OUT,
     G_STEREO,
     add_options,
-    config_from_args,
 )
+from framematrix.options import config_from_args as _config_from_table
 
 METHOD_URL = "https://arxiv.org/abs/2407.00367"
 
@@ -183,6 +183,13 @@ def default_format(args: argparse.Namespace) -> str:
     return "grid" if suffix in VIDEO_SUFFIXES + IMAGE_SUFFIXES else "views"
 
 
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - ConvertConfig
+    """The :class:`framematrix.config.ConvertConfig` of parsed options (format default included)."""
+    if getattr(args, "format", "sbs") is None:
+        args.format = default_format(args)
+    return _config_from_table(args)
+
+
 class _StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (not the stream of the first call)."""
 
@@ -237,7 +244,7 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace):  # noqa:
             f" {', '.join(_format_names())})"
         )
     try:
-        return config_from_args(args)
+        return _config_from_table(args)
     except (ValueError, FramematrixError) as exc:
         parser.error(str(exc))
 

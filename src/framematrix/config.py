@@ -24,7 +24,9 @@ class ConvertConfig:
         ``diffusion`` (the paper's frame-matrix denoising, section 4).
     diffusion: settings of the generative fill.
     format: output layout, one of :data:`framematrix.export.formats.FORMATS`.
-    crf, preset: H.264 quality (lower crf = better, 18 is visually lossless) and x264 speed.
+    crf, preset: H.264/H.265 quality (lower crf = better, 18 is visually lossless) and speed.
+    codec: ``h264``, ``h265`` or ``ffv1`` (lossless, .mkv). pix_fmt: ``yuv420p``,
+        ``yuv420p10le`` (10-bit, with H.265) or ``yuv444p``.
     chunk_frames: frames warped, filled and written at a time (bounds memory on long clips;
         also the diffusion window, 16 for zeroscope).
     shots: how cuts are found: ``auto`` (TransNetV2 when installed, else ``content``),
@@ -40,6 +42,8 @@ class ConvertConfig:
     format: str = "sbs"
     crf: int = 18
     preset: str = "medium"
+    codec: str = "h264"
+    pix_fmt: str = "yuv420p"
     chunk_frames: int = 16
     shots: str = "auto"
     segment_frames: int = 600

@@ -36,8 +36,8 @@ from framematrix.export.sinks import (
     IMAGE_SUFFIXES,
     MULTIVIEW_FORMATS,
     VIDEO_SUFFIXES,
-    EncodeSettings,
     check_output,
+    color_codes,
     frames_of,
     join_video,
     output_kind,
@@ -231,9 +231,11 @@ def prepare_depth(
     raw_key = settings_fingerprint(["raw", fingerprint, estimation_settings(dcfg)])
     shape = (info.num_frames, info.height, info.width)
     raw_store = DepthStore(cache_dir / f"depth-{raw_key}", *shape)
+    session = session or ModelSession()
+    if not all(raw_store.covered(a, b) for a, b in shots):
+        session.depth_model(dcfg)  # a missing model fails now, in one line
     stable_store = None
     if dcfg.stabilize and info.num_frames > 1:
-        session = session or ModelSession()
         flow_name = session.flow(dcfg).name
         stable_key = settings_fingerprint(
             ["stable", raw_key, stabilization_settings(dcfg, flow_name), list(shots)]
@@ -257,9 +259,10 @@ def warp_input(
     Relative and metric depth become scene depth z (``metric``), normalised by the shot;
     pixel disparity is passed through.
     """
+    raw = np.array(raw, np.float32)  # a private, writable copy (memory-mapped depth is not)
     if normalizer.kind == "disparity-px":
-        return torch.from_numpy(np.ascontiguousarray(raw, np.float32)), "disparity-px"
-    return normalizer.z(torch.from_numpy(np.ascontiguousarray(raw, np.float32))), "metric"
+        return torch.from_numpy(raw), "disparity-px"
+    return normalizer.z(torch.from_numpy(raw)), "metric"
 
 
 def eye_views_only(config: ConvertConfig) -> bool:
@@ -530,6 +533,24 @@ def _segments_for(config: ConvertConfig, shots, suffix: str):  # noqa: ANN001, A
     return plan_segments(shots, config.segment_frames, suffix=suffix)
 
 
+def video_encoding(config: ConvertConfig, info):  # noqa: ANN001, ANN201 - VideoEncoding
+    """How the output video is encoded: the config's codec settings, the source's colour tags,
+    and the frame-packing SEI for half side-by-side / top-bottom in H.264."""
+    from framematrix.export.writers import VideoEncoding
+
+    packing = {"half-sbs": "sbs", "half-tb": "tb"}.get(config.format)
+    if config.codec != "h264":
+        packing = None
+    return VideoEncoding(
+        codec=config.codec,
+        pix_fmt=config.pix_fmt,
+        crf=config.crf,
+        preset=config.preset,
+        color=color_codes(info.color),
+        frame_packing=packing,
+    )
+
+
 def _write_video(
     job: _Job,
     output: Path,
@@ -543,7 +564,9 @@ def _write_video(
 
     config = job.config
     info = job.source.info
-    segments = _segments_for(config, shots, output.suffix.lower())
+    # Segments go in .mp4, which stores decode timestamps (Matroska does not, and B-frames then
+    # cannot be laid end to end); FFV1 is intra-only and lives in .mkv.
+    segments = _segments_for(config, shots, ".mkv" if config.codec == "ffv1" else ".mp4")
     identity = _identity(job.source, depth, config, rng, shots, output)
     work = WorkFolder(work_folder_for(output), identity, segments, output=output)
     reason = work.open(restart=restart)
@@ -551,7 +574,7 @@ def _write_video(
         logger.warning("%s: %s", output, reason)
     pending = work.pending()
     reused = len(segments) - len(pending)
-    encode = EncodeSettings(crf=config.crf, preset=config.preset)
+    encode = video_encoding(config, info).for_segments()
     total = sum(s.num_frames for s in pending)
     with job.progress.task("convert", total) as task:
         for seg in pending:
@@ -560,7 +583,7 @@ def _write_video(
             target = work.path(seg)
             sink = BackgroundConsumer(
                 lambda it, target=target: write_video_file(
-                    target, frames_of(it), fps=info.fps, encode=encode
+                    target, frames_of(it), fps=info.fps, encoding=encode
                 ),
                 size=2,
                 name="encode",
@@ -570,6 +593,8 @@ def _write_video(
                     sink.put(chunk)
             except BaseException:
                 sink.abort()
+                if not any(work.done(s) for s in segments):
+                    work.remove()  # nothing to resume: leave nothing behind
                 raise
             written = sink.close()
             work.finish(seg, written)

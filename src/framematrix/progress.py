@@ -18,6 +18,16 @@ from dataclasses import dataclass, field
 from framematrix.errors import FramematrixError
 
 
+def _stderr_is_terminal() -> bool:
+    """Bars only on a terminal: piped or captured stderr gets the summary line, not bar frames."""
+    import sys
+
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class Cancelled(FramematrixError):
     """The job was cancelled (Ctrl-C in the CLI, Cancel in the web app); finished work is kept."""
 
@@ -139,7 +149,7 @@ class Progress:
         """Open a pass: ``with progress.task("depth", n) as t: ... t.update(k)``."""
         self.check()
         task = Task(self, name, total, unit)
-        if self.show:
+        if self.show and _stderr_is_terminal():
             from tqdm.auto import tqdm
 
             task._bar = tqdm(total=total, unit=unit, desc=name, leave=False, dynamic_ncols=True)

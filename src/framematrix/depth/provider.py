@@ -60,6 +60,8 @@ class ShotDepth:
         self.near = near
         self.far = far
         self.source = source
+        for shot in range(len(self.shots)):  # a shot that cannot be normalised fails now
+            self.normalizer(shot)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return self.reader.read(start, stop)

@@ -95,7 +95,7 @@ class DepthNormalizer:
         1/z for ``metric``, the disparity for ``disparity-px``."""
         import torch
 
-        depth = torch.as_tensor(depth).to(torch.float32)
+        depth = _tensor(depth)
         if self.kind == "relative":
             low = torch.tensor(self.stats.low, dtype=torch.float32)
             high = torch.tensor(self.stats.high, dtype=torch.float32)
@@ -114,7 +114,7 @@ class DepthNormalizer:
         ``depth_to_z`` of the whole shot restricted to this chunk."""
         import torch
 
-        depth = torch.as_tensor(depth).to(torch.float32)
+        depth = _tensor(depth)
         finite = torch.isfinite(depth)
         if self.kind == "relative":
             z = 1.0 / (self.inverse(depth) + 1e-6)
@@ -127,6 +127,16 @@ class DepthNormalizer:
         if not bool(finite.all().item()):
             z = torch.where(finite, z, torch.tensor(float("nan")))
         return z
+
+
+def _tensor(depth):  # noqa: ANN001, ANN202
+    import torch
+
+    if isinstance(depth, np.ndarray):
+        if not depth.flags.writeable:
+            depth = np.array(depth, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(depth, np.float32))
+    return torch.as_tensor(depth).to(torch.float32)
 
 
 class StatsAccumulator:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,35 +65,18 @@ def check_output(output: Path, kind: str, *, inputs: list[Path], overwrite: bool
         raise InputError(f"{output}: cannot write here: permission denied for {parent}")
 
 
-@dataclass
-class EncodeSettings:
-    """How videos are encoded (shared by every segment, so a join plays without a glitch)."""
-
-    crf: int = 18
-    preset: str = "medium"
-    extra: dict = field(default_factory=dict)  # further writer options (codec, pix_fmt, ...)
-
-
 def write_video_file(
     path: Path,
     frames: Iterable[np.ndarray],
     *,
     fps: float,
-    encode: EncodeSettings,
+    encoding,  # VideoEncoding  # noqa: ANN001
     audio_from: Path | None = None,
 ) -> Path:
     """Encode ``frames`` (``[H, W, 3]`` uint8 each) to ``path`` atomically."""
     from framematrix.export.writers import write_video
 
-    return write_video(
-        path,
-        frames,
-        fps=fps,
-        crf=encode.crf,
-        preset=encode.preset,
-        audio_from=audio_from,
-        **encode.extra,
-    )
+    return write_video(path, frames, fps=fps, encoding=encoding, audio_from=audio_from)
 
 
 def join_video(
@@ -121,3 +103,27 @@ def frames_of(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """Flatten chunks ``[n, H, W, 3]`` into frames ``[H, W, 3]``."""
     for chunk in chunks:
         yield from chunk
+
+
+def color_codes(color: dict) -> dict[str, int] | None:
+    """A source's colour tags by name (``SourceInfo.color``) as the FFmpeg code points a
+    :class:`framematrix.export.writers.VideoEncoding` takes; None when the source is untagged."""
+    from framematrix.io import source as src
+
+    tables = {
+        "primaries": src._PRIMARIES,
+        "transfer": src._TRANSFER,
+        "matrix": src._MATRIX,
+        "range": src._RANGE,
+    }
+    codes = {}
+    for key, table in tables.items():
+        name = (color or {}).get(key)
+        if name is None:
+            continue
+        inverse = {v: k for k, v in table.items()}
+        if name in inverse:
+            codes[key] = inverse[name]
+        elif name.startswith("unknown-"):
+            codes[key] = int(name.split("-", 1)[1])
+    return codes or None

@@ -41,6 +41,11 @@ class ArraySource:
             fps_fraction=Fraction(fps).limit_denominator(1001),
             width=width,
             height=height,
+            rotation=0,
+            has_audio=False,
+            color={"primaries": None, "transfer": None, "matrix": None, "range": None},
+            pix_fmt=None,
+            bit_depth=8,
             names=names,
             duration_s=count / float(fps),
         )
