@@ -521,7 +521,9 @@ class FrameSource:
     """Frames of one input, read on demand; a context manager (``with open_source(p) as src``).
 
     ``info`` is the :class:`SourceInfo`. Frames are [n, H, W, 3] uint8 RGB, upright (display
-    rotation applied), H x W = ``info.height`` x ``info.width``.
+    rotation applied), H x W = ``info.height`` x ``info.width``. Reads that continue where the
+    last one stopped decode on; others seek. Not thread-safe: use one source per thread (a decode
+    thread feeding a queue, say).
     """
 
     def __init__(self, info: SourceInfo) -> None:
