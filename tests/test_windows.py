@@ -284,3 +284,18 @@ def test_bad_windows_and_carry_are_refused():
         list(fill.fill_windows([(0, 4)], build, carry=window_of(matrix, 0, 4)))
     with pytest.raises(Exception, match="must return 16 frames"):
         list(fill.fill_windows([(0, 16)], lambda a, b: window_of(matrix, a, b - 1)))
+
+
+def test_windows_of_two_shots_in_one_call_start_afresh_at_the_cut():
+    matrix = video_matrix(frames=40)
+
+    def build(a, b):
+        return window_of(matrix, a, b)
+
+    fill = toy_fill()
+    shots = plan_windows(0, 28) + plan_windows(28, 40)
+    together = stacked(collect(fill, shots, build))
+    assert fill.tail.num_frames == K_DEFAULT
+    separate = {**collect(toy_fill(), plan_windows(0, 28), build)}
+    separate.update(collect(toy_fill(), plan_windows(28, 40), build))
+    assert torch.equal(together, stacked(separate))

@@ -318,25 +318,30 @@ class SeamlessFill:
             def on_step(step: int, steps: int) -> None:
                 task.update(0, message=f"frames {a}-{b - 1}: step {step}/{steps}")
 
-            for a, b in windows:
+            for index, (a, b) in enumerate(windows):
                 known = None
-                if previous is not None:
+                if previous is not None and previous[0] + previous[1].num_frames > a:
                     p_first, p_matrix = previous
-                    p_end = p_first + p_matrix.num_frames
-                    if p_end > a:
-                        known = _frames(p_matrix, a - p_first, p_end - p_first)
+                    known = _frames(p_matrix, a - p_first, p_matrix.num_frames)
+                previous = None  # only the frames the next window shares are kept
                 matrix = build(a, b)
                 if not isinstance(matrix, FrameMatrix) or matrix.num_frames != b - a:
                     got = getattr(matrix, "num_frames", type(matrix).__name__)
                     raise ShapeError(f"build({a}, {b}) must return {b - a} frames, got {got}")
                 filled = self.fill_window(a, matrix, known, callback=on_step)
+                del matrix, known
+                if index + 1 < len(windows):
+                    keep_from = max(a, windows[index + 1][0])
+                else:
+                    keep_from = b - min(self.overlap, b - a)
+                if keep_from < b:
+                    previous = (keep_from, _frames(filled, keep_from - a, b - a))
                 new_from = max(done_until, a)
-                if new_from < b:
-                    yield new_from, _frames(filled, new_from - a, b - a)
-                    task.update(b - new_from)
                 done_until = max(done_until, b)
-                previous = (a, filled)
+                if new_from < b:
+                    part = _frames(filled, new_from - a, b - a)
+                    del filled
+                    yield new_from, part
+                    task.update(b - new_from)
         if previous is not None and self.overlap > 0:
-            p_first, p_matrix = previous
-            keep = min(self.overlap, p_matrix.num_frames)
-            self.tail = _frames(p_matrix, p_matrix.num_frames - keep, p_matrix.num_frames)
+            self.tail = previous[1]
