@@ -9,6 +9,7 @@ frame of a window: with it, known overlaps and deterministic per-window noise ar
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,7 @@ from framematrix.fill.diffusion.testing import OracleBackbone, ToyConvBackbone
 from framematrix.fill.diffusion.windows import (
     K_DEFAULT,
     SeamlessFill,
+    carry_from,
     plan_segments,
     plan_windows,
     window_seed,
@@ -210,7 +212,7 @@ def toy_fill(backbone=None, **kwargs) -> SeamlessFill:
     return SeamlessFill(toy_config(), backbone, model_size=(H, W), feather_px=2, **kwargs)
 
 
-def test_resume_from_the_tail_equals_one_uninterrupted_call():
+def test_resume_from_the_tail_equals_one_uninterrupted_call(tmp_path):
     matrix = video_matrix()
     windows = plan_windows(0, FRAMES)
     assert len(windows) == 3
@@ -226,8 +228,13 @@ def test_resume_from_the_tail_equals_one_uninterrupted_call():
     tail = first.tail
     assert tail.num_frames == K_DEFAULT
     assert torch.equal(tail.images, full[:, windows[1][1] - K_DEFAULT : windows[1][1]])
-    second = toy_fill(ToyConvBackbone(seed=2))  # a fresh process: new objects, same weights
-    part2 = collect(second, windows[2:], build, carry=tail)
+    # A fresh process: new objects, the same weights, the carry rebuilt from the saved eyes.
+    saved = tmp_path / "tail.npy"
+    np.save(saved, tail.images[first.filled_views].numpy())
+    a = windows[2][0]
+    carry = carry_from(build(a, a + K_DEFAULT), first.filled_views, np.load(saved))
+    second = toy_fill(ToyConvBackbone(seed=2))
+    part2 = collect(second, windows[2:], build, carry=carry)
     assert sorted(part1) == list(range(windows[1][1]))
     assert sorted(part2) == list(range(windows[1][1], FRAMES))
     resumed = stacked({**part1, **part2})
@@ -299,3 +306,20 @@ def test_windows_of_two_shots_in_one_call_start_afresh_at_the_cut():
     separate = {**collect(toy_fill(), plan_windows(0, 28), build)}
     separate.update(collect(toy_fill(), plan_windows(28, 40), build))
     assert torch.equal(together, stacked(separate))
+
+
+def test_progress_counts_output_frames_and_cancel_stops_at_the_next_step():
+    from framematrix.progress import Cancelled, Progress
+
+    matrix = video_matrix(frames=28)
+    events = []
+    progress = Progress(show=False, callback=events.append)
+    fill = toy_fill(progress=progress)
+    run = fill.fill_windows(plan_windows(0, 28), lambda a, b: window_of(matrix, a, b))
+    first, part = next(run)
+    assert (first, part.num_frames) == (0, 16)
+    assert any(e.pass_name == "diffusion" and e.total == 28 and "step" in e.message for e in events)
+    progress.cancel()
+    with pytest.raises(Cancelled):
+        next(run)
+    assert max(e.done for e in events) == 16

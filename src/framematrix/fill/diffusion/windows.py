@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from framematrix.errors import InputError, ShapeError
 from framematrix.fill.diffusion.composite import MODEL_SIZE
@@ -46,11 +47,11 @@ WINDOW_DEFAULT = 16
 #:   factor is the price of the option;
 #: - context: the known frames reach every new frame through the UNet's temporal attention,
 #:   which spans the whole window, so continuity at the boundary does not need many of them;
-#:   4 frames (1/6 s at 24 fps) carry the position, velocity and acceleration of the content
-#:   moving through a hole (3 frames determine a quadratic), which 1 or 2 frames do not, and
-#:   leave 12 of 16 frames (3/4 of the attention span) to the new content. In the frame matrix
-#:   most pixels are known anyway (holes are disocclusions beside known pixels), so the
-#:   overlap only has to carry the generated hole content across the boundary.
+#:   4 frames (1/6 s at 24 fps) show the position, velocity and acceleration of content moving
+#:   through a hole (3 frames fix a quadratic, the fourth gives slack against noise), which 1
+#:   or 2 frames do not, and leave 12 of 16 frames (3/4 of the attention span) to new content.
+#:   In the frame matrix most pixels are known anyway (holes are disocclusions beside known
+#:   pixels), so the overlap only has to carry the generated hole content across the boundary.
 K_DEFAULT = 4
 
 Window = tuple[int, int]
@@ -143,6 +144,23 @@ def _frames(matrix: FrameMatrix, lo: int, hi: int) -> FrameMatrix:
         mode=matrix.mode,
         depth=None if matrix.depth is None else matrix.depth[:, lo:hi].clone(),
     )
+
+
+def carry_from(unfilled: FrameMatrix, views: Sequence[int], images: np.ndarray) -> FrameMatrix:
+    """Rebuild a carry from what a finished segment saved: the images of its filled views.
+
+    unfilled: ``build(a, a + K)``, the unfilled matrix of the K carried frames; views: the
+    fill's ``filled_views``; images: ``[len(views), K, H, W, 3]`` float32 in [0, 1], i.e.
+    ``tail.images[views]`` as saved (e.g. ``numpy.save``; keep float32: the resume is then
+    exact). Returns a matrix usable as ``carry`` (other views are not read).
+    """
+    data = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    expected = (len(views), *unfilled.images.shape[1:])
+    if tuple(data.shape) != expected:
+        raise ShapeError(f"carry images must be {list(expected)}, got {list(data.shape)}")
+    out = unfilled.images.clone()
+    out[list(views)] = data.to(out.device)
+    return unfilled.with_images(out)
 
 
 class SeamlessFill:
