@@ -8,6 +8,8 @@ generation, a feathered seam (:mod:`framematrix.fill.diffusion.composite`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from framematrix.fill.diffusion.composite import (
@@ -50,12 +52,17 @@ def diffusion_fill(
     progress: bool = True,
     model_size: tuple[int, int] = MODEL_SIZE,
     feather_px: int | None = None,
+    *,
+    generator: torch.Generator | int | None = None,
+    callback: Callable[[int, int], None] | None = None,
 ) -> FrameMatrix:
     """Fill the holes of ``matrix`` with the video diffusion model.
 
     matrix: ``[V, F, H, W, 3]`` float32 in [0, 1] with masks ``[V, F, H, W]`` (any H, W).
     config: sampler and model options; backbone: a loaded backbone (else :func:`load_backbone`).
     model_size: ``(height, width)`` the model denoises at (multiples of 8).
+    generator: seed or CPU generator of the sampler's noise (default ``config.seed``);
+    callback: ``callback(step, total)`` after each sampling step.
     Returns a matrix of the input's shape whose output views (the two eyes; in multi-view
     mode every view the sampler used, all of them unless ``config.views`` is set) are filled;
     other views are left as they were. Masks are unchanged (they still tell which pixels were
@@ -72,7 +79,10 @@ def diffusion_fill(
     # The temporal decoder decodes whole videos; tell it how long the videos are.
     backbone.num_frames = matrix.num_frames
     result = FrameMatrixSampler(backbone, config).sample(
-        small, generator=config.seed, progress=progress
+        small,
+        generator=config.seed if generator is None else generator,
+        progress=progress,
+        callback=callback,
     )
 
     images = matrix.images.clone()

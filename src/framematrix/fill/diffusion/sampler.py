@@ -286,6 +286,33 @@ def _rig_views(
     return targets, left, right
 
 
+def _view_plan(
+    num_views: int,
+    config: DiffusionConfig,
+    mode: str,
+    offsets: torch.Tensor | None,
+    source_view: int,
+) -> tuple[list[int], tuple[int, ...], int, int, list[int]]:
+    """(used matrix views, target views, left, right, outputs); all but ``used`` are indices
+    into ``used``."""
+    used = select_views(num_views, config.views, source_view)
+    local_source = used.index(source_view)
+    local_offsets = None if offsets is None else offsets[used]
+    targets, left, right = _rig_views(len(used), mode, local_offsets, local_source)
+    outputs = list(range(len(used))) if config.is_multiview else sorted({left, right})
+    return used, targets, left, right, outputs
+
+
+def decoded_views(matrix: FrameMatrix, config: DiffusionConfig) -> list[int]:
+    """Matrix indices of the views :meth:`FrameMatrixSampler.sample` will decode (and the fill
+    replaces): the two eyes, or every used view in multi-view mode. Sorted."""
+    offsets = matrix.offsets.detach().float().cpu()
+    used, _, _, _, outputs = _view_plan(
+        matrix.num_views, config, matrix.mode, offsets, int(matrix.source_view)
+    )
+    return sorted(used[v] for v in outputs)
+
+
 class FrameMatrixSampler:
     """Runs the schedule of METHOD.md section 4 with any :class:`VideoBackbone`.
 
@@ -348,11 +375,9 @@ class FrameMatrixSampler:
                 f"backbone's downscale {downscale} (resize the matrix to the model size)"
             )
 
-        used = select_views(num_views, config.views, source_view)
-        local_source = used.index(source_view)
-        local_offsets = None if offsets is None else offsets[used]
-        targets, left, right = _rig_views(len(used), mode, local_offsets, local_source)
-        outputs = list(range(len(used))) if config.is_multiview else sorted({left, right})
+        used, targets, left, right, outputs = _view_plan(
+            num_views, config, mode, offsets, source_view
+        )
 
         self._generator = self._make_generator(generator)
         # VAE posterior noise comes from its own stream so that chunking cannot shift the

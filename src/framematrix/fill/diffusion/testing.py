@@ -93,8 +93,17 @@ class OracleBackbone(_ToyBase):
     """Predicts the exact noise of a known clean video, so the sampler's x0 is that video.
 
     target: ``[C, h, w]`` clean latent; frame ``k`` of any video (of any length T) has the
-    clean latent ``target + frame_step * k``. The noise of ``x_t`` is then
+    clean latent ``target + frame_step * (frame_offset + k)``. The noise of ``x_t`` is then
     ``(x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t)``, whatever ``x_t`` is.
+
+    frame_targets: optional ``[N, C, h, w]`` clean latent per absolute frame index; frame ``k``
+        of a video is then ``frame_targets[(frame_offset + k) % N]`` (``target`` is unused).
+    frame_offset: absolute index of frame 0 of the videos the oracle is called on (default 0).
+        A caller denoising a long video window by window sets it to each window's first frame
+        (e.g. from the ``build`` callable of :class:`~framematrix.fill.diffusion.windows.
+        SeamlessFill`), so that every window is steered to the same per-frame target.
+        View-axis passes (views as time) see the same ramp; the sampler's final step is a
+        time-axis pass, so only the time axis decides the result.
     """
 
     def __init__(
@@ -105,14 +114,30 @@ class OracleBackbone(_ToyBase):
         scheduler: Any | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        frame_targets: torch.Tensor | None = None,
     ) -> None:
         super().__init__(int(target.shape[0]), downscale, scheduler, device, seed)
         self.target = target.float()
         self.frame_step = float(frame_step)
+        if frame_targets is not None and (
+            frame_targets.ndim != 4 or tuple(frame_targets.shape[1:]) != tuple(target.shape)
+        ):
+            raise ValueError(
+                f"frame_targets must be [N, {', '.join(map(str, target.shape))}], "
+                f"got {tuple(frame_targets.shape)}"
+            )
+        self.frame_targets = None if frame_targets is None else frame_targets.float()
+        self.frame_offset = 0
 
-    def clean_video(self, num_frames: int) -> torch.Tensor:
-        """``[C, T, h, w]``: the clean video the oracle steers any T-frame video to."""
-        ramp = self.frame_step * torch.arange(num_frames, dtype=torch.float32)
+    def clean_video(self, num_frames: int, start: int | None = None) -> torch.Tensor:
+        """``[C, T, h, w]``: the clean video the oracle steers any T-frame video to, whose
+        first frame has the absolute index ``start`` (default ``frame_offset``)."""
+        first = self.frame_offset if start is None else int(start)
+        index = first + torch.arange(num_frames)
+        if self.frame_targets is not None:
+            count = self.frame_targets.shape[0]
+            return self.frame_targets[index % count].permute(1, 0, 2, 3)
+        ramp = self.frame_step * index.to(torch.float32)
         return self.target[:, None] + ramp[None, :, None, None]
 
     def predict_noise(
