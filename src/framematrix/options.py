@@ -204,6 +204,15 @@ OPTIONS: tuple[Option, ...] = (
            type=at_least(0), preset_override=True),
     Option("--guidance", "diffusion.guidance", "classifier-free guidance scale (paper: 7.5)",
            G_DIFF, type=float, preset_override=True),
+    Option(
+        "--diffusion-overlap",
+        "diffusion.window_overlap",
+        "frames shared by consecutive 16-frame diffusion windows of a shot; the shared frames"
+        " keep the earlier window's result, so nothing jumps at a window boundary (costs"
+        " 16/(16-K) times the work; 0 = independent windows)",
+        G_DIFF,
+        type=in_range(0, 15, int),
+    ),
     Option("--seed", "diffusion.seed", "random seed (reproducible output)", G_DIFF, type=int),
     Option("--multiview", "diffusion.multiview",
            "denoise and write every view (multi-view video), not only the two eyes", G_DIFF,

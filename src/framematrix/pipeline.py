@@ -358,6 +358,7 @@ class _Job:
         self.eyes_only = eye_views_only(config)
         self.filler = _Filler(config, session, progress)
         self.frames_done = 0
+        self.last_fill = None
         self.holes = 0.0
         self.views = 0
 
@@ -397,19 +398,43 @@ class _Job:
             yield filled
 
     def _diffusion_matrices(self, start: int, end: int, shot: int, task) -> Iterator[FrameMatrix]:  # noqa: ANN001
-        from framematrix.fill.diffusion.run import diffusion_fill
+        """The seamless windows of one shot (or a stream output): see :meth:`diffusion_segment`."""
+        from framematrix.fill.diffusion.windows import plan_windows
+
+        a, b = self.depth.shots[shot]
+        windows = [w for w in plan_windows(a, b, overlap=self.overlap) if start <= w[0] < end]
+        yield from self.diffusion_segment(windows, shot, task, carry=None)
+
+    @property
+    def overlap(self) -> int:
+        return int(self.filler.diffusion.window_overlap)
+
+    def diffusion_segment(
+        self,
+        windows: list[tuple[int, int]],
+        shot: int,
+        task,  # noqa: ANN001
+        carry: FrameMatrix | None,
+    ) -> Iterator[FrameMatrix]:
+        """Fill ``windows`` of one shot with the diffusion model, overlapping frames known
+        (temporal outpainting); yields the new frames in order. ``self.last_fill`` keeps the
+        fill, whose ``tail`` a resumable segment saves for the next one."""
+        from framematrix.fill.diffusion.windows import SeamlessFill
 
         backbone = self.session.backbone(self.filler.diffusion)
-        window = max(1, int(self.config.chunk_frames))
-        for a in range(start, end, window):
-            b = min(end, a + window)
-            matrix = self.build(a, self.source.read(a, b), shot)
-            filled = diffusion_fill(
-                matrix, self.filler.diffusion, backbone=backbone, progress=False
-            ).to("cpu")
+        fill = SeamlessFill(
+            self.filler.diffusion, backbone, overlap=self.overlap, progress=self.progress
+        )
+        self.last_fill = fill
+
+        def build(a: int, b: int) -> FrameMatrix:
+            return self.build(a, self.source.read(a, b), shot)
+
+        for _, matrix in fill.fill_windows(windows, build, carry=carry):
+            matrix = matrix.to("cpu")
             self._count(matrix)
-            task.update(b - a)
-            yield filled
+            task.update(matrix.num_frames)
+            yield matrix
 
     def output_frames(self, start: int, end: int, shot: int, task) -> Iterator[np.ndarray]:  # noqa: ANN001
         fmt = self.config.format
@@ -528,9 +553,26 @@ def convert(
 
 
 def _segments_for(config: ConvertConfig, shots, suffix: str):  # noqa: ANN001, ANN202
-    from framematrix.work import plan_segments
+    """Resumable segments; with the diffusion fill, runs of whole windows of each shot, cut
+    only where consecutive windows share exactly the overlap (what a saved tail carries)."""
+    from framematrix.work import Segment, plan_segments
 
-    return plan_segments(shots, config.segment_frames, suffix=suffix)
+    if config.fill != "diffusion":
+        return plan_segments(shots, config.segment_frames, suffix=suffix)
+    from framematrix.fill.diffusion.windows import plan_segments as group_windows
+    from framematrix.fill.diffusion.windows import plan_windows
+
+    overlap = int(config.diffusion.window_overlap)
+    segments = []
+    for shot, (a, b) in enumerate(shots):
+        windows = plan_windows(a, b, overlap=overlap)
+        for k, group in enumerate(group_windows(windows, config.segment_frames, overlap)):
+            first = group[0][0] + (overlap if k else 0)
+            index = len(segments)
+            segments.append(
+                Segment(index, first, group[-1][1], shot, group[0][0], f"seg{index:05d}{suffix}")
+            )
+    return segments
 
 
 def video_encoding(config: ConvertConfig, info):  # noqa: ANN001, ANN201 - VideoEncoding
@@ -579,7 +621,7 @@ def _write_video(
     with job.progress.task("convert", total) as task:
         for seg in pending:
             job.progress.check()
-            frames = job.output_frames(seg.start, seg.end, seg.shot, task)
+            frames = _segment_frames(job, work, seg, task)
             target = work.path(seg)
             sink = BackgroundConsumer(
                 lambda it, target=target: write_video_file(
@@ -597,6 +639,8 @@ def _write_video(
                     work.remove()  # nothing to resume: leave nothing behind
                 raise
             written = sink.close()
+            if config.fill == "diffusion":
+                _save_tail(job, work, seg)
             work.finish(seg, written)
     with job.progress.task("join", len(segments), unit="segment") as task:
         join_video(
@@ -609,6 +653,51 @@ def _write_video(
         task.update(len(segments))
     work.remove()
     return reused, len(segments)
+
+
+def _tail_file(work, seg) -> Path:  # noqa: ANN001
+    return work.side_file(f"tail{seg.index:05d}.npy")
+
+
+def _save_tail(job: _Job, work, seg) -> None:  # noqa: ANN001
+    """Keep the last overlap frames of a diffusion segment (the filled views, float32, so a
+    resume is exact) for the next segment of the same shot; written before the segment is
+    recorded, so a recorded segment always has its tail."""
+    fill = job.last_fill
+    if fill is None or fill.tail is None:
+        return
+    views = list(fill.filled_views)
+    final = _tail_file(work, seg)
+    tmp = final.with_name(f".{final.stem}.tmp.npy")
+    np.save(tmp, fill.tail.images[views].cpu().numpy().astype(np.float32))
+    tmp.with_suffix(".json").write_text(json.dumps(views))
+    tmp.replace(final)
+    tmp.with_suffix(".json").replace(final.with_suffix(".json"))
+
+
+def _segment_frames(job: _Job, work, seg, task) -> Iterator[np.ndarray]:  # noqa: ANN001
+    """Output frames of one segment."""
+    if job.config.fill != "diffusion":
+        yield from job.output_frames(seg.start, seg.end, seg.shot, task)
+        return
+    from framematrix.fill.diffusion.windows import carry_from, plan_windows
+
+    a, b = job.depth.shots[seg.shot]
+    windows = [
+        w
+        for w in plan_windows(a, b, overlap=job.overlap)
+        if seg.window_start <= w[0] and w[1] <= seg.end
+    ]
+    carry = None
+    if seg.window_start < seg.start:
+        previous = work.segments[seg.index - 1]
+        tail = _tail_file(work, previous)
+        views = json.loads(tail.with_suffix(".json").read_text())
+        k = seg.start - seg.window_start
+        unfilled = job.build(seg.window_start, job.source.read(seg.window_start, seg.start), seg.shot)
+        carry = carry_from(unfilled, views, np.load(tail)[:, -k:])
+    for matrix in job.diffusion_segment(windows, seg.shot, task, carry):
+        yield matrix_to_output_frames(matrix, job.config.format)
 
 
 def _write_stream(

@@ -120,6 +120,7 @@ class DiffusionConfig:
     device: str = "auto"
     batched: bool = True
     batch_budget: int = 8
+    window_overlap: int = 4
     vae_batch: int = 16
     model_cpu_offload: bool = False
     vae_slicing: bool = False
@@ -150,6 +151,8 @@ class DiffusionConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise bad(name, "must be in [0, 1]")
+        if not 0 <= int(self.window_overlap) < 16:
+            raise bad("window_overlap", "must be in 0..15 (frames shared by 16-frame windows)")
         if self.views is not None and self.views < 2:
             raise bad("views", "must be >= 2 (or None for all views)")
 
