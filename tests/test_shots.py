@@ -317,3 +317,38 @@ def test_bad_chunks_and_frame_counts(joined) -> None:
         detect_shots([], None, "content")
     # num_frames None: the streamed count is used
     assert detect_shots(_chunks(video, 40), None, "content")[-1].end == len(video)
+
+
+def test_content_cuts_adaptive_threshold_and_minimum_shot_length() -> None:
+    from framematrix.shots.content import content_cuts
+
+    calm = np.full(60, 3.0, dtype=np.float32)
+    calm[0] = 0
+    scores = calm.copy()
+    scores[[10, 30, 33]] = [40, 50, 45]  # 33 is within 6 frames of the stronger 30: a flash
+    assert content_cuts(scores) == [10, 30]
+    assert content_cuts(scores, min_shot_frames=3) == [10, 30, 33]
+    busy = calm.copy()
+    busy[20:40] = 20  # fast motion: 30 over a baseline of 20 is no cut, 70 is
+    busy[[25, 35]] = [30, 70]
+    assert content_cuts(busy) == [35]
+    weak = calm.copy()
+    weak[15] = 11  # above 3x the baseline but under min_score
+    assert content_cuts(weak) == []
+    assert content_cuts(np.zeros(1, dtype=np.float32)) == []
+    with pytest.raises(ValueError):
+        content_cuts(scores, ratio=0)
+
+
+def test_predictions_to_cuts() -> None:
+    from framematrix.shots.transnet import predictions_to_cuts
+
+    p = np.zeros(40, dtype=np.float32)
+    p[9] = 0.9  # a hard cut: the last frame of the old shot fires
+    p[20:25] = [0.6, 0.7, 0.95, 0.8, 0.55]  # a dissolve: one cut after its peak
+    p[39] = 0.99  # a cut after the last frame is no cut
+    assert predictions_to_cuts(p) == [10, 23]
+    assert predictions_to_cuts(p, threshold=0.75) == [10, 23]
+    assert predictions_to_cuts(p, threshold=0.9) == [23]
+    with pytest.raises(ValueError):
+        predictions_to_cuts(p, threshold=1.5)

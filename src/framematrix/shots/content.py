@@ -19,6 +19,7 @@ Memory: one 64x36 frame of state and one float per frame of the video.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 import cv2
@@ -101,18 +102,31 @@ def content_cuts(
     min_shot_frames: int = DEFAULT_MIN_SHOT_FRAMES,
 ) -> list[int]:
     """Frame indices where a new shot starts, from the [N] scores of :func:`content_scores`."""
-    n = scores.shape[0]
-    candidates = []
-    for i in range(1, n):
-        neighbours = np.concatenate(
-            [scores[max(1, i - window) : i], scores[i + 1 : min(n, i + 1 + window)]]
+    if ratio <= 0 or min_score < 0 or window < 1 or min_shot_frames < 1:
+        raise ValueError(
+            f"content detector: need ratio > 0, min_score >= 0, window >= 1, min_shot_frames >= 1; "
+            f"got {ratio}, {min_score}, {window}, {min_shot_frames}"
         )
-        baseline = float(np.median(neighbours)) if neighbours.size else 0.0
-        score = float(scores[i])
-        if score >= min_score and score >= ratio * max(baseline, _BASELINE_FLOOR):
-            candidates.append((score, i))
-    kept = [0]
-    for _, i in sorted(candidates, key=lambda c: (-c[0], c[1])):
-        if all(abs(i - k) >= min_shot_frames for k in kept):
-            kept.append(i)
-    return sorted(kept[1:])
+    n = scores.shape[0]
+    if n < 2:
+        return []
+    values = scores.astype(np.float64)
+    values[0] = np.nan  # frame 0 has no score
+    padded = np.pad(values, window, constant_values=np.nan)
+    around = np.lib.stride_tricks.sliding_window_view(padded, 2 * window + 1)  # [n, 2w + 1]
+    neighbours = np.delete(around, window, axis=1)  # the frame itself left out
+    baseline = np.zeros(n)
+    known = ~np.isnan(neighbours).all(axis=1)
+    baseline[known] = np.nanmedian(neighbours[known], axis=1)
+    hit = (values >= min_score) & (values >= ratio * np.maximum(baseline, _BASELINE_FLOOR))
+    hit[0] = False
+    candidates = np.flatnonzero(hit)
+    order = candidates[np.argsort(-values[candidates], kind="stable")]  # strongest first
+    kept = [0]  # sorted; frame 0 is a shot start
+    for i in order.tolist():
+        at = bisect.bisect_left(kept, i)
+        if (at == 0 or i - kept[at - 1] >= min_shot_frames) and (
+            at == len(kept) or kept[at] - i >= min_shot_frames
+        ):
+            kept.insert(at, i)
+    return kept[1:]

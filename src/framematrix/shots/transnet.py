@@ -184,6 +184,8 @@ def predictions_to_cuts(predictions: np.ndarray, threshold: float = DEFAULT_THRE
     its most probable frame (for a hard cut the network marks the last frame of the old shot).
     Cuts at 0 or N are dropped. Returns a strictly increasing list.
     """
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"TransNetV2 threshold must lie in (0, 1), got {threshold}")
     above = np.asarray(predictions) > threshold
     cuts: list[int] = []
     n = above.shape[0]
