@@ -74,7 +74,13 @@ def worker(data: Path, chunk: int, threads: int, repeats: int, warp: str) -> Non
         from framematrix.matrix import to_uint8_rounded
     except ImportError:  # older trees: the pipeline's conversion
         from framematrix.pipeline import to_uint8_numpy as to_uint8_rounded
+    import inspect
+
     extra = {} if warp == "nearest" else {"warp": warp}
+    # the pipeline discards the unfilled matrix: fill in place where the tree can
+    fill_extra = (
+        {"inplace": True} if "inplace" in inspect.signature(fill_matrix_fast).parameters else {}
+    )
 
     loaded = np.load(data)
     frames, depth = loaded["frames"], loaded["depth"]
@@ -90,7 +96,8 @@ def worker(data: Path, chunk: int, threads: int, repeats: int, warp: str) -> Non
                 frames[start:stop], z, mode="left2right", views=2, depth_kind="metric", **extra
             )
             holes += float((~matrix.masks[matrix.right_view]).float().sum())
-            matrix = fill_matrix_fast(matrix, views=[matrix.left_view, matrix.right_view])
+            eyes = [matrix.left_view, matrix.right_view]
+            matrix = fill_matrix_fast(matrix, views=eyes, **fill_extra)
             left, right = matrix.eyes()
             digest.update(to_uint8_rounded(left).tobytes())
             digest.update(to_uint8_rounded(right).tobytes())

@@ -196,6 +196,8 @@ def fill_matrix_fast(
     views: list[int] | None = None,
     settings: FastFillSettings | None = None,
     progress: bool = False,
+    *,
+    inplace: bool = False,
 ) -> FrameMatrix:
     """Fill views of a frame matrix with :func:`fill_fast`, each view as one video along time.
 
@@ -205,9 +207,12 @@ def fill_matrix_fast(
         views: indices of the views to fill (default: all).
         settings: tuning, :class:`FastFillSettings` defaults if None.
         progress: show a progress bar over the views.
+        inplace: fill ``matrix.images`` itself (no copy of the views; faster when the
+            unfilled matrix is not needed any more) and return a matrix sharing them.
 
     Returns:
-        A copy with those views filled; masks, offsets and depth unchanged. Without depth the
+        A copy with those views filled (with ``inplace``: the same images, filled); masks,
+        offsets and depth unchanged. Without depth the
         background side of view v comes from its offset relative to the source view (camera
         moved right -> background on the right).
     """
@@ -220,10 +225,15 @@ def fill_matrix_fast(
     source_offset = float(matrix.offsets[matrix.source_view])
     selected = sorted({int(v) % num_views for v in views})
     on_cpu = matrix.images.device.type == "cpu"
-    images = torch.empty_like(matrix.images, memory_format=torch.contiguous_format)
-    for v in range(num_views):
-        if v not in selected:
-            images[v].copy_(matrix.images[v])
+    if inplace:
+        images = matrix.images
+        if on_cpu and not images.is_contiguous():
+            raise ShapeError("inplace fill needs C-contiguous matrix images")
+    else:
+        images = torch.empty_like(matrix.images, memory_format=torch.contiguous_format)
+        for v in range(num_views):
+            if v not in selected:
+                images[v].copy_(matrix.images[v])
     for v in tqdm(selected, desc="fast fill", unit="view", disable=not progress):
         shift = float(matrix.offsets[v]) - source_offset
         side: BackgroundSide | None = None
@@ -231,6 +241,8 @@ def fill_matrix_fast(
             side = "right"
         elif shift < 0:
             side = "left"
+        if inplace and bool(matrix.masks[v].all()):
+            continue  # nothing to fill (e.g. the source view)
         args = (
             matrix.images[v],
             matrix.masks[v],
@@ -297,15 +309,16 @@ def _fill_frame(
     """
     height, width = known.shape
     img = np.ascontiguousarray(img, dtype=np.float32)
+    in_place = out.ctypes.data == img.ctypes.data
     if known.all():
-        if out is not img:
+        if not in_place:
             np.copyto(out, img)
         return None
     if not known.any():
         out.fill(_EMPTY_FRAME_VALUE)
         return None
     # known colours, 0 at the holes (whatever the input holds there); the fill is put in later
-    if out is img:
+    if in_place:
         out[~known] = 0.0
     else:
         out.fill(0.0)

@@ -10,7 +10,7 @@ import torch
 from framematrix.errors import ShapeError
 from framematrix.geometry.cameras import camera_offsets, end_eye_span, source_view_index
 from framematrix.geometry.cleanup import layer_ids, plan_cleanup
-from framematrix.geometry.normalize import DEPTH_KINDS, _depth_to_z
+from framematrix.geometry.normalize import DEPTH_KINDS, _depth_to_z_checked
 from framematrix.geometry.splat import SlotRounder, scatter_winners, splat_subpixel
 from framematrix.matrix import RIG_MODES, FrameMatrix
 
@@ -86,7 +86,7 @@ def warp_to_offsets(
         ``[V, F, H, W]`` (inf at holes; the source view keeps ``z``, NaN where unknown).
     """
     _check_frames_and_z(frames, z)
-    colour_ext = torch.cat([frames.reshape(-1, 3).to(torch.float32), frames.new_zeros(1, 3)])
+    colour_ext = torch.cat([frames.new_zeros(1, 3), frames.reshape(-1, 3).to(torch.float32)])
     return _warp(
         colour_ext,
         z,
@@ -116,9 +116,12 @@ def _warp(
     chunk_pixels: int,
     progress: bool,
     z_all_finite: bool | None = None,
+    images: torch.Tensor | None = None,
 ) -> WarpResult:
-    """:func:`warp_to_offsets` from the frames as ``colour_ext`` ``[F * H * W + 1, 3]``
-    float32: the pixels in row-major order, then one zero row (the colour of holes)."""
+    """:func:`warp_to_offsets` from the frames as ``colour_ext`` ``[1 + F * H * W, 3]``
+    float32: one zero row (the colour of holes), then the pixels in row-major order.
+    ``images``: the output ``[V, F, H, W, 3]`` if the caller allocated it; the source view may
+    then share its memory with ``colour_ext[1:]`` (no copy is made)."""
     if warp not in WARP_METHODS:
         raise ShapeError(f"warp must be one of {WARP_METHODS}, got {warp!r}")
     offsets = torch.as_tensor(offsets).flatten().cpu().to(torch.float64)
@@ -157,20 +160,22 @@ def _warp(
         scales = (float(focal) * offsets).tolist()
         divide = True
 
-    images = torch.empty(num_views, num_frames, height, width, 3, device=device)
+    if images is None:
+        images = torch.empty(num_views, num_frames, height, width, 3, device=device)
     masks = torch.empty(num_views, num_frames, height, width, dtype=torch.bool, device=device)
     depth = torch.empty(num_views, num_frames, height, width, device=device)
-    frames = colour_ext[:-1].view(num_frames, height, width, 3)
+    frames = colour_ext[1:].view(num_frames, height, width, 3)
     warped_views = [j for j in range(num_views) if offsets[j] != 0]
     for j in range(num_views):
         if j not in warped_views:
-            images[j] = frames
+            if images[j].data_ptr() != frames.data_ptr():
+                images[j] = frames
             masks[j] = True
             depth[j] = z
     if not warped_views:
         return WarpResult(images, masks, depth)
-    z_ext = torch.cat([z.reshape(-1), z.new_full((1,), float("inf"))])
-    source_count = num_frames * image_pixels
+    # source pixel p is row p + 1 of colour_ext / z_ext, row 0 is a hole (zero colour, inf z)
+    z_ext = torch.cat([z.new_full((1,), float("inf")), z.reshape(-1)])
 
     # blocks of (frames x views) of about chunk_pixels target pixels: a view group of one
     # frame when a frame's views exceed it, else several frames with all their views
@@ -203,34 +208,25 @@ def _warp(
             )
             # [K, C, H, W] winning source as a flat index into colour_ext / z_ext
             winners = scatter_winners(
-                z[start:stop],
-                slots,
-                len(views),
-                first_index=start * image_pixels,
-                sentinel=source_count,
+                z[start:stop], slots, len(views), first_index=1 + start * image_pixels, sentinel=0
             )
             del slots
-            block_colour, block_z, sentinel = colour_ext, z_ext, source_count
+            block_colour, block_z = colour_ext, z_ext
         else:
             if divide:
                 shift = view_scale / block_motion.to(torch.float64)
             else:
                 shift = view_scale * block_motion.to(torch.float64)
-            frame_colour = colour_ext[start * image_pixels : stop * image_pixels]
-            splat = splat_subpixel(
-                frame_colour.view(stop - start, height, width, 3), z[start:stop], shift
-            )
+            splat = splat_subpixel(frames[start:stop], z[start:stop], shift)
             del shift
             # the splatted targets play the role of the sources of the nearest warp
-            sentinel = splat.covered.numel()
-            winners = torch.arange(sentinel, device=device, dtype=torch.int32)
-            winners.masked_fill_(~splat.covered.view(-1), sentinel)
-            block_colour = torch.cat([splat.colour.view(-1, 3), splat.colour.new_zeros(1, 3)])
-            block_z = torch.cat([splat.depth.view(-1), splat.depth.new_full((1,), float("inf"))])
+            count = splat.covered.numel()
+            winners = torch.arange(1, count + 1, device=device, dtype=torch.int32)
+            winners = winners.masked_fill_(~splat.covered.view(-1), 0).view(block_shape)
+            block_colour = torch.cat([splat.colour.new_zeros(1, 3), splat.colour.view(-1, 3)])
+            block_z = torch.cat([splat.depth.new_full((1,), float("inf")), splat.depth.view(-1)])
             del splat
-        _warp_chunk(
-            block_colour, block_z, winners, sentinel, planes, images, masks, depth, views, start
-        )
+        _warp_chunk(block_colour, block_z, winners, planes, images, masks, depth, views, start)
     return WarpResult(images, masks, depth)
 
 
@@ -238,7 +234,6 @@ def _warp_chunk(
     colour_ext: torch.Tensor,
     z_ext: torch.Tensor,
     winners: torch.Tensor,
-    sentinel: int,
     planes: int,
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -247,8 +242,9 @@ def _warp_chunk(
     start: int,
 ) -> None:
     """Clean up the splatted views ``[K, C, H, W]`` given as ``winners`` (per target pixel
-    an index into ``colour_ext`` ``[N, 3]`` / ``z_ext`` ``[N]``; ``sentinel`` = nothing
-    landed) and write them at frame ``start`` of the outputs."""
+    an index into ``colour_ext`` ``[N, 3]`` / ``z_ext`` ``[N]``; 0 = nothing landed, whose
+    rows hold the zero colour and inf) and write them at frame ``start`` of the outputs."""
+    sentinel = 0
     _, count, height, width = winners.shape
     stop = start + count
     per_view = count * height * width
@@ -360,10 +356,22 @@ def build_frame_matrix(
         raise ShapeError(f"warp must be one of {WARP_METHODS}, got {warp!r}")
     device = torch.device(device) if device is not None else frames_t.device
     num_frames, height, width = frames_t.shape[:3]
-    # the frames as float32 rows followed by the zero colour of holes (see _warp)
-    colour_ext = torch.empty(num_frames * height * width + 1, 3, device=device)
-    colour_ext[-1] = 0.0
-    frames_f = colour_ext[:-1].view(frames_t.shape)
+    # float64 rig for the warp, as the reference's; the FrameMatrix stores float32
+    offsets64 = camera_offsets(mode, int(views), baseline, dtype=torch.float64)
+    offsets = offsets64.to(torch.float32)
+    source_view = source_view_index(offsets)
+    # the zero colour of holes, then the frames as float32 rows (see _warp); when the source
+    # is view 0 these rows are the source view of the output (no copy)
+    pixels = num_frames * height * width
+    images = None
+    if source_view == 0:
+        storage = torch.empty(1 + int(views) * pixels, 3, device=device)
+        colour_ext = storage[: 1 + pixels]
+        images = storage[1:].view(int(views), num_frames, height, width, 3)
+    else:
+        colour_ext = torch.empty(1 + pixels, 3, device=device)
+    colour_ext[0] = 0.0
+    frames_f = colour_ext[1:].view(frames_t.shape)
     if frames_t.dtype == torch.uint8:
         frames_f.copy_(frames_t).div_(255.0)
     elif frames_t.dtype.is_floating_point:
@@ -376,11 +384,8 @@ def build_frame_matrix(
         depth_t = depth_t.to(torch.float32)
     depth_t = depth_t.to(device)
 
-    # float64 rig for the warp, as the reference's; the FrameMatrix stores float32
-    offsets64 = camera_offsets(mode, int(views), baseline, dtype=torch.float64)
-    offsets = offsets64.to(torch.float32)
     # z is only read from here on: a valid metric depth is used without a copy
-    z = _depth_to_z(depth_t, depth_kind, near, far, copy=False)
+    z, z_all_finite = _depth_to_z_checked(depth_t, depth_kind, near, far, copy=False)
     result = _warp(
         colour_ext,
         z,
@@ -393,12 +398,14 @@ def build_frame_matrix(
         warp=warp,
         chunk_pixels=DEFAULT_CHUNK_PIXELS,
         progress=progress,
+        z_all_finite=z_all_finite,
+        images=images,
     )
     return FrameMatrix(
         images=result.images,
         masks=result.masks,
         offsets=offsets.to(device),
-        source_view=source_view_index(offsets),
+        source_view=source_view,
         mode=mode,
         depth=result.depth,
     )

@@ -80,14 +80,30 @@ def _depth_to_z(
 ) -> torch.Tensor:
     """:func:`depth_to_z`; with ``copy=False`` a float32 metric depth that is all valid is
     returned as is (no copy; the caller must not modify it)."""
+    return _depth_to_z_checked(depth, kind, near, far, value_range=value_range, copy=copy)[0]
+
+
+def _depth_to_z_checked(
+    depth: torch.Tensor | np.ndarray,
+    kind: str,
+    near: float | None,
+    far: float | None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    copy: bool = True,
+) -> tuple[torch.Tensor, bool]:
+    """:func:`_depth_to_z` and whether every depth value was finite."""
     if kind not in DEPTH_KINDS:
         raise ShapeError(f"depth kind must be one of {DEPTH_KINDS}, got {kind!r}")
     if value_range is not None and kind != "relative":
         raise ShapeError(f"value_range is only for relative depth, not {kind!r}")
     depth = _as_float_tensor(depth)
-    finite = torch.isfinite(depth)
-    all_finite = bool(finite.all().item())
+    # min and max in one pass; both finite <=> every value is (NaN propagates)
+    extremes = torch.aminmax(depth) if depth.numel() else None
+    all_finite = extremes is not None and bool(torch.isfinite(torch.stack(extremes)).all())
+    finite = None
     if not all_finite:
+        finite = torch.isfinite(depth)
         if not bool(finite.any().item()):
             raise InputError("depth has no finite value (all NaN/inf)")
         _warn_unknown(finite)
@@ -100,7 +116,7 @@ def _depth_to_z(
             if not (torch.isfinite(low) and torch.isfinite(high)):
                 raise ShapeError(f"value_range must be finite, got {value_range!r}")
         elif all_finite:
-            low, high = torch.aminmax(depth)
+            low, high = extremes
         else:
             valid = depth[finite]
             low, high = valid.min(), valid.max()
@@ -117,17 +133,18 @@ def _depth_to_z(
             z.add_(1.0 / far)  # d + 1 / far
         z.add_(1e-6).reciprocal_()  # 1 / (d + 1e-6)
     elif kind == "metric":
-        nonpositive = depth <= 0
-        if not all_finite:
-            nonpositive &= finite
-        if bool(nonpositive.any().item()):
+        if all_finite:
+            nonpositive = bool((extremes[0] <= 0).item())
+        else:
+            nonpositive = bool(((depth <= 0) & finite).any().item())
+        if nonpositive:
             raise InputError("metric depth must be > 0 everywhere it is finite")
         z = depth.clone() if copy or not all_finite else depth
     else:
         z = _disparity_to_z(depth)
     if not all_finite:
         z.masked_fill_(~finite, float("nan"))
-    return z
+    return z, all_finite
 
 
 def _disparity_to_z(disparity: torch.Tensor) -> torch.Tensor:
