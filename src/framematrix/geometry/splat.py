@@ -230,8 +230,8 @@ def splat_subpixel(
     z: torch.Tensor,
     shift: torch.Tensor,
     *,
-    tolerance_px: float = SUBPIXEL_TOLERANCE_PX,
-    min_weight: float = SUBPIXEL_MIN_WEIGHT,
+    tolerance_px: float | None = None,
+    min_weight: float | None = None,
 ) -> SubpixelSplat:
     """Horizontal forward splat with bilinear (2-tap) weights and a soft z-buffer.
 
@@ -249,11 +249,16 @@ def splat_subpixel(
         z: ``[S, H, W]`` float32 source depth, > 0 where known (NaN = not splatted).
         shift: ``[K, S, H, W]`` float shift in pixels (K warps of the same sources); NaN =
             not splatted.
-        tolerance_px, min_weight: see above.
+        tolerance_px, min_weight: see above (None: ``SUBPIXEL_TOLERANCE_PX`` = 1.0 and
+            ``SUBPIXEL_MIN_WEIGHT`` = 0.5).
 
     Returns:
         :class:`SubpixelSplat` with K warped images.
     """
+    if tolerance_px is None:
+        tolerance_px = SUBPIXEL_TOLERANCE_PX
+    if min_weight is None:
+        min_weight = SUBPIXEL_MIN_WEIGHT
     num_warps, num_src, height, width = shift.shape
     channels = colour.shape[-1]
     device = shift.device
@@ -313,8 +318,8 @@ def forward_splat_subpixel(
     z: torch.Tensor,
     shift_px: torch.Tensor,
     *,
-    tolerance_px: float = SUBPIXEL_TOLERANCE_PX,
-    min_weight: float = SUBPIXEL_MIN_WEIGHT,
+    tolerance_px: float | None = None,
+    min_weight: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`forward_splat` with the bilinear soft z-buffer of :func:`splat_subpixel`.
 
