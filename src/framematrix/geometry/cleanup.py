@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -36,6 +37,9 @@ CRACK_WEIGHT = 0.2
 
 # 3x3 neighbourhood offsets, row-major, centre at index 4
 _OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+# the CPU path of plan_cleanup uses OpenCV (False: torch ops everywhere, for tests)
+_USE_OPENCV = True
 
 
 def gaussian_kernel_3x3(sigma: float = 1.0) -> torch.Tensor:
@@ -216,6 +220,62 @@ def _unpad(padded_index: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return image * (height * width) + inside.view_as(padded_index)
 
 
+def _decide_torch(ids: torch.Tensor, empty: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded kept-layer map ``[N, H + 2, W + 2]`` uint8 and the ``decided`` map ``[N, H, W]``
+    bool of :func:`plan_cleanup`, with torch ops (any device)."""
+    # speckle: keep a pixel when its layer's 3x3 mean coverage > 0.5, i.e. (1 + same) / 9 > 0.5
+    same = _neighbour_count(_pad_reflect(ids), ids)
+    dropped = (same < _SPECKLE_SAME).to(torch.uint8) * empty
+    kept = torch.maximum(ids, dropped)  # dropped pixels become `empty` (ids <= empty)
+    padded = _pad_reflect(kept)
+    decided = (_min_3x3(padded) == kept) & (_neighbour_count(padded, kept) > 0)
+    return padded, decided
+
+
+_NEIGHBOURS = [(dy, dx) for dy, dx in _OFFSETS if dy or dx]
+_SPECKLE_SAME = math.floor(9 * SPECKLE_MEAN)  # fewer equal neighbours than this: a speckle
+_CROSS_3X3 = np.ones((3, 3), np.uint8)
+
+
+def _decide_cpu(ids: torch.Tensor, empty: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_decide_torch` on the CPU with OpenCV, image by image (same result; a few
+    SIMD passes over uint8 maps that stay in the cache, and the GIL is released)."""
+    num, height, width = ids.shape
+    ids_np = ids.numpy()
+    padded = torch.empty((num, height + 2, width + 2), dtype=torch.uint8)
+    decided = torch.empty((num, height, width), dtype=torch.bool)
+    padded_np = padded.numpy()
+    decided_np = decided.numpy().view(np.uint8)
+    equal = np.empty((height, width), np.uint8)
+    count = np.empty((height, width), np.uint8)
+    reflect = cv2.BORDER_REFLECT_101
+    for n in range(num):
+        centre = ids_np[n]
+        pad = cv2.copyMakeBorder(centre, 1, 1, 1, 1, reflect)
+        # neighbours equal to the centre: compare gives 255 = -1 as int8, subtracting counts
+        count.fill(0)
+        same = count.view(np.int8)
+        for dy, dx in _NEIGHBOURS:
+            window = pad[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+            cv2.compare(window, centre, cv2.CMP_EQ, dst=equal)
+            cv2.subtract(same, equal.view(np.int8), dst=same)
+        speckle = cv2.compare(count, _SPECKLE_SAME, cv2.CMP_LT)
+        kept = cv2.max(centre, cv2.bitwise_and(speckle, empty))
+        cv2.copyMakeBorder(kept, 1, 1, 1, 1, reflect, dst=padded_np[n])
+        pk = padded_np[n]
+        # >= 1 neighbour of the same kept layer
+        count.fill(0)
+        for dy, dx in _NEIGHBOURS:
+            window = pk[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+            cv2.compare(window, kept, cv2.CMP_EQ, dst=equal)
+            cv2.bitwise_or(count, equal, dst=count)
+        nearest = cv2.erode(kept, _CROSS_3X3, borderType=reflect)
+        cv2.compare(nearest, kept, cv2.CMP_EQ, dst=equal)
+        cv2.bitwise_and(equal, count, dst=equal)
+        cv2.bitwise_and(equal, 1, dst=decided_np[n])
+    return padded, decided
+
+
 def plan_cleanup(ids: torch.Tensor, planes: int = 4) -> CleanupPlan:
     """Clean-up decisions from a layer-id map ``[N, H, W]`` uint8 (see :func:`layer_ids`)."""
     num, height, width = ids.shape
@@ -223,18 +283,16 @@ def plan_cleanup(ids: torch.Tensor, planes: int = 4) -> CleanupPlan:
         raise ShapeError(f"views must be at least 2x2 pixels, got {height}x{width}")
     device = ids.device
     empty = planes
-    # speckle: keep a pixel when its layer's 3x3 mean coverage > 0.5, i.e. (1 + same) / 9 > 0.5
-    same = _neighbour_count(_pad_reflect(ids), ids)
-    dropped = (same < math.floor(9 * SPECKLE_MEAN)).to(torch.uint8) * empty
-    kept = torch.maximum(ids, dropped)  # dropped pixels become `empty` (ids <= empty)
-
     # Pixels decided without filtering (nearest = min layer id in the 3x3):
     # - kept, no nearer layer in the 3x3 and >= 1 neighbour of its own layer: its own layer
     #   covers it (weight >= (1 + 0.37) / 2 pi > 0.2) and nothing nearer can: it keeps its value;
     # - no kept pixel in the 3x3 (nearest == empty): weight 0 in every layer, a hole.
     # Both read "nearest == kept and >= 1 neighbour equal" (a hole's neighbours all equal it).
-    padded = _pad_reflect(kept)
-    decided = (_min_3x3(padded) == kept) & (_neighbour_count(padded, kept) > 0)
+    if device.type == "cpu" and _USE_OPENCV:
+        padded, decided = _decide_cpu(ids.contiguous(), empty)
+    else:
+        padded, decided = _decide_torch(ids, empty)
+    kept = padded[:, 1:-1, 1:-1]
     own = decided & (kept != empty)
     mixed_index = torch.nonzero(~decided.view(-1)).flatten()
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 RigMode = Literal["left2right", "right2left", "middle2leftright"]
 DepthKind = Literal["relative", "metric", "disparity-px"]
+WarpMethod = Literal["nearest", "subpixel"]
 
 
 @dataclass
@@ -22,7 +23,11 @@ class StereoConfig:
     far: if > 0, 1/far is added to normalised disparity (10 -> d in [0.1, 1.1]).
     planes: depth layers of the crack / speckle clean-up.
     depth_kind: ``relative`` (inverse depth, large = near), ``metric`` (depth z in scene
-        units), ``disparity-px`` (pixel disparity between the end eyes).
+        units), ``disparity-px`` (signed pixel disparity between the end eyes: 0 = screen
+        plane, positive = in front, negative = behind).
+    warp: ``nearest`` (the paper's warp: each shift rounded to the nearest pixel, hard
+        z-buffer; the golden tests and the ``paper`` preset) or ``subpixel`` (bilinear 2-tap
+        splat with a soft z-buffer: no crack combs at fractional disparities).
     """
 
     mode: RigMode = "left2right"
@@ -33,3 +38,4 @@ class StereoConfig:
     far: float = 10.0
     planes: int = 4
     depth_kind: DepthKind = "relative"
+    warp: WarpMethod = "nearest"

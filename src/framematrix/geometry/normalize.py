@@ -11,8 +11,8 @@ from framematrix.errors import InputError, ShapeError
 
 DEPTH_KINDS = ("relative", "metric", "disparity-px")
 
-# keeps z = 1 / disparity finite for zero or negative disparity (such pixels do not move)
-DISPARITY_EPS = 1e-6
+# signed pixel disparity: z = 1 / d above this many pixels, e^(1 - d) (scaled) below
+DISPARITY_KNEE = 1.0
 
 
 def _as_float_tensor(depth: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -41,6 +41,8 @@ def depth_to_z(
     kind: str = "relative",
     near: float | None = None,
     far: float | None = 10.0,
+    *,
+    value_range: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Camera depth z of every source pixel, ``[F, H, W]`` float32 (NaN = unknown).
 
@@ -50,44 +52,108 @@ def depth_to_z(
             over the WHOLE clip, ``d = (d - min) / (max - min)``; then ``d /= near`` if near > 0,
             ``d += 1 / far`` if far > 0, and ``z = 1 / (d + 1e-6)`` (defaults: z in [0.91, 10]).
             ``metric``: depth z in scene units, used as given (must be > 0).
-            ``disparity-px``: pixel disparity between the two end eyes; z = 1 / max(d, 1e-6)
-            only orders surfaces (the warp uses the disparity itself, see ``warp_to_offsets``).
+            ``disparity-px``: signed pixel disparity between the two end eyes (larger = nearer;
+            0 = the screen plane when the views are converged, negative = behind it). z only
+            orders surfaces (the warp uses the disparity itself, see ``warp_to_offsets``):
+            ``z = 1 / d`` for ``d >= 1`` px (the depth of a parallel rig up to scale) and
+            ``e^(1 - d)`` below, which continues it smoothly and strictly decreasing to any
+            negative disparity.
         near, far: normalisation of ``relative`` depth (ignored otherwise).
+        value_range: ``(min, max)`` of the relative depth to normalise with instead of this
+            array's own (e.g. the statistics of a whole shot applied to one chunk of it; with
+            the array's own min and max the result is identical). Only for ``relative``.
 
     NaN/inf values are unknown: they stay NaN in z, the warp skips them (holes), and one
     ``RuntimeWarning`` is emitted. A relative depth with zero range raises ``InputError``.
     """
+    return _depth_to_z(depth, kind, near, far, value_range=value_range, copy=True)
+
+
+def _depth_to_z(
+    depth: torch.Tensor | np.ndarray,
+    kind: str,
+    near: float | None,
+    far: float | None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    copy: bool = True,
+) -> torch.Tensor:
+    """:func:`depth_to_z`; with ``copy=False`` a float32 metric depth that is all valid is
+    returned as is (no copy; the caller must not modify it)."""
+    return _depth_to_z_checked(depth, kind, near, far, value_range=value_range, copy=copy)[0]
+
+
+def _depth_to_z_checked(
+    depth: torch.Tensor | np.ndarray,
+    kind: str,
+    near: float | None,
+    far: float | None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    copy: bool = True,
+) -> tuple[torch.Tensor, bool]:
+    """:func:`_depth_to_z` and whether every depth value was finite."""
     if kind not in DEPTH_KINDS:
         raise ShapeError(f"depth kind must be one of {DEPTH_KINDS}, got {kind!r}")
+    if value_range is not None and kind != "relative":
+        raise ShapeError(f"value_range is only for relative depth, not {kind!r}")
     depth = _as_float_tensor(depth)
-    finite = torch.isfinite(depth)
-    all_finite = bool(finite.all().item())
+    # min and max in one pass; both finite <=> every value is (NaN propagates)
+    extremes = torch.aminmax(depth) if depth.numel() else None
+    all_finite = extremes is not None and bool(torch.isfinite(torch.stack(extremes)).all())
+    finite = None
     if not all_finite:
+        finite = torch.isfinite(depth)
         if not bool(finite.any().item()):
             raise InputError("depth has no finite value (all NaN/inf)")
         _warn_unknown(finite)
-    nan = torch.tensor(float("nan"), dtype=torch.float32, device=depth.device)
 
+    # in-place float32 steps: the same operations (and values) as the plain expressions in the
+    # comments, without a full-size temporary per step
     if kind == "relative":
-        valid = depth if all_finite else depth[finite]
-        low, high = valid.min(), valid.max()
+        if value_range is not None:
+            low, high = (torch.tensor(float(v), dtype=torch.float32) for v in value_range)
+            if not (torch.isfinite(low) and torch.isfinite(high)):
+                raise ShapeError(f"value_range must be finite, got {value_range!r}")
+        elif all_finite:
+            low, high = extremes
+        else:
+            valid = depth[finite]
+            low, high = valid.min(), valid.max()
+        low, high = low.to(depth.device), high.to(depth.device)
         if bool((high == low).item()):
             raise InputError(
                 f"depth has zero range (min == max == {float(low):g}); relative depth cannot "
                 "be normalised"
             )
-        d = (depth - low) / (high - low)
+        z = torch.sub(depth, low).div_(high - low)  # (depth - low) / (high - low)
         if near is not None and near > 0:
-            d = d / near
+            z.div_(near)  # d / near
         if far is not None and far > 0:
-            d = d + 1.0 / far
-        z = 1.0 / (d + 1e-6)
+            z.add_(1.0 / far)  # d + 1 / far
+        z.add_(1e-6).reciprocal_()  # 1 / (d + 1e-6)
     elif kind == "metric":
-        if bool((depth[finite] <= 0).any().item()):
+        if all_finite:
+            nonpositive = bool((extremes[0] <= 0).item())
+        else:
+            nonpositive = bool(((depth <= 0) & finite).any().item())
+        if nonpositive:
             raise InputError("metric depth must be > 0 everywhere it is finite")
-        z = depth.clone()
+        z = depth.clone() if copy or not all_finite else depth
     else:
-        z = 1.0 / depth.clamp_min(DISPARITY_EPS)
+        z = _disparity_to_z(depth)
     if not all_finite:
-        z = torch.where(finite, z, nan)
+        z.masked_fill_(~finite, float("nan"))
+    return z, all_finite
+
+
+def _disparity_to_z(disparity: torch.Tensor) -> torch.Tensor:
+    """Signed disparity -> ordering depth ``z = 1 / d`` for ``d >= k``, ``e^((k - d) / k) / k``
+    below (k = DISPARITY_KNEE; value and slope continuous at k, strictly decreasing in d)."""
+    knee = DISPARITY_KNEE
+    z = disparity.clamp_min(knee).reciprocal_()  # 1 / d
+    low = disparity < knee
+    if bool(low.any().item()):
+        continued = torch.sub(knee, disparity).div_(knee).exp_().div_(knee)
+        z = torch.where(low, continued, z)
     return z
