@@ -58,39 +58,32 @@ def _timeline(report: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(11, 3.6))
     ax.axhspan(-band["behind"], band["front"], color="#2ca02c", alpha=0.12, label="comfort band")
     ax.axhline(0.0, color="#555", linewidth=0.8)
-    series: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "min", "p1", "p50", "p99", "max")}
-    violations = []
+    keys = ("min", "p1", "p50", "p99", "max", "edge")
+    series: dict[str, list[np.ndarray]] = {k: [] for k in ("x", *keys)}
     for shot in report["shots"]:
         per = shot["per_frame"]
         series["x"].append(np.arange(shot["start"], shot["end"], dtype=np.float64))
-        for key in ("min", "p1", "p50", "p99", "max"):
+        for key in keys:
             series[key].append(np.asarray(per[key], dtype=np.float64))
-        violations += [a for a, _ in shot["window_violations"]]
+        for a, b in shot["window_violations"]:
+            ax.axvspan(a - 0.5, b - 0.5, color="#d62728", alpha=0.12, linewidth=0)
         if shot["start"] > report["shots"][0]["start"]:
-            ax.axvline(shot["start"], color="#999", linewidth=0.6, linestyle=":")
+            ax.axvline(shot["start"] - 0.5, color="#999", linewidth=0.8, linestyle=":")
     x = np.concatenate(series["x"])
-    how = {"min": "min", "p1": "min", "p50": "mean", "p99": "max", "max": "max"}
+    how = {"min": "min", "p1": "min", "p50": "mean", "p99": "max", "max": "max", "edge": "max"}
     ys = {}
     for key in how:
         xb, ys[key] = _binned(x, np.concatenate(series[key]), how[key], MAX_TIMELINE_POINTS)
     ax.fill_between(xb, ys["p1"], ys["p99"], color="#1f77b4", alpha=0.35, label="p1..p99")
     ax.plot(xb, ys["p50"], color="#1f77b4", linewidth=1.2, label="median")
-    ax.plot(xb, ys["max"], color="#d62728", linewidth=0.6, alpha=0.7, label="max (in front)")
-    ax.plot(xb, ys["min"], color="#7f7f7f", linewidth=0.6, alpha=0.7, label="min (behind)")
-    if violations:
-        top = np.nanmax(ys["max"]) if np.isfinite(ys["max"]).any() else band["front"]
-        ax.plot(
-            violations,
-            np.full(len(violations), top),
-            "v",
-            color="#d62728",
-            markersize=4,
-            label="window violation starts",
-        )
+    ax.plot(xb, ys["max"], color="#9467bd", linewidth=0.7, linestyle="--", label="max / min")
+    ax.plot(xb, ys["min"], color="#9467bd", linewidth=0.7, linestyle="--")
+    ax.plot(xb, ys["edge"], color="#d62728", linewidth=1.0, label="nearest at the side edges")
+    ax.plot([], [], color="#d62728", alpha=0.3, linewidth=6, label="window violation")
     ax.set_xlabel("frame")
     ax.set_ylabel("parallax, % of width (+ = in front)")
     ax.set_title("Parallax over time")
-    ax.legend(loc="upper right", fontsize=7, ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
     return _png(fig)
 
