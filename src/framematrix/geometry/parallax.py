@@ -316,7 +316,8 @@ def warp_eyes(
 
     The warp is :func:`framematrix.geometry.warp_to_offsets` with the disparity of the plan
     between the two end eyes and ``z = 1 / (d + 1e-6)`` ordering the surfaces (nearer wins), so
-    signed disparities are ordered right. Returns a :class:`FrameMatrix` of 2 views (images
+    signed disparities are ordered right. A plan without parallax (``scale_px == 0``) gives
+    the source in both eyes (unknown depth: holes in the warped eye). Returns a :class:`FrameMatrix` of 2 views (images
     ``[2, n, H, W, 3]`` float32, masks ``[2, n, H, W]``, target depth z).
     """
     from framematrix.geometry.build import warp_to_offsets
@@ -337,6 +338,16 @@ def warp_eyes(
     z = torch.where(torch.isfinite(d_t) & (z > 0), z, float("nan"))
     disparity = disparity_px(d_t, plan)
     offsets = camera_offsets(mode, 2, 1.0, dtype=torch.float64)
+    if plan.scale_px == 0:  # no parallax: both eyes are the source (no clean-up redraws)
+        known = torch.isfinite(z)
+        return FrameMatrix(
+            images=torch.stack([frames_f, frames_f * known[..., None]]),
+            masks=torch.stack([torch.ones_like(known), known]),
+            offsets=offsets.to(torch.float32),
+            source_view=source_view_index(offsets),
+            mode=mode,
+            depth=torch.stack([z, torch.where(known, z, float("inf"))]),
+        )
     warp = warp_to_offsets(
         frames_f, z, offsets, 1.0, planes=planes, disparity_px=disparity, disparity_baseline=1.0
     )

@@ -47,10 +47,22 @@ def sheet_size(
     return rows * cell_h + (rows - 1) * GAP_PX, cols * cell_w + (cols - 1) * GAP_PX
 
 
-def _label(width: int, text: str) -> np.ndarray:
+def _label(width: int, budget: float, convergence: float) -> np.ndarray:
+    """The label bar: ``budget 3.0 %  conv 0.33``, or ``P 3.0 C 0.33`` in a narrow cell, the
+    font shrunk until it fits."""
     bar = np.full((LABEL_HEIGHT, width, 3), _BAR, np.uint8)
-    scale = 0.45
-    cv2.putText(bar, text, (5, LABEL_HEIGHT - 7), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    texts = (
+        f"budget {budget:.1f} %  conv {convergence:.2f}",
+        f"P {budget:.1f} C {convergence:.2f}",
+    )
+    scale, text = 0.45, texts[0]
+    for text in texts:
+        scale = 0.45
+        while scale > 0.25 and cv2.getTextSize(text, _FONT, scale, 1)[0][0] > width - 6:
+            scale -= 0.025
+        if cv2.getTextSize(text, _FONT, scale, 1)[0][0] <= width - 6:
+            break
+    cv2.putText(bar, text, (3, LABEL_HEIGHT - 7), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return bar
 
 
@@ -125,7 +137,7 @@ def preview_sheet(
                 y = r * (cell_h + GAP_PX)
                 x = c * (cell_w + GAP_PX)
                 sheet[y : y + LABEL_HEIGHT, x : x + cell_w] = _label(
-                    cell_w, f"budget {float(budget):.1f} %  conv {float(conv):.2f}"
+                    cell_w, float(budget), float(conv)
                 )
                 sheet[y + LABEL_HEIGHT : y + cell_h, x : x + cell_w] = image
                 task.update(1)
