@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from framematrix.report.clip import normalised_shot_depth, report_for_clip
 from framematrix.report.comfort import (
     ComfortBand,
     ShotAccumulator,
@@ -16,6 +17,8 @@ __all__ = [
     "ShotAccumulator",
     "WindowRule",
     "comfort_report",
+    "normalised_shot_depth",
+    "report_for_clip",
     "report_for_json",
     "suggest_settings",
 ]
