@@ -16,7 +16,7 @@ from framematrix.geometry.parallax import (
     shot_stats_from_depth,
     warp_eyes,
 )
-from framematrix.report import WindowRule, comfort_report, report_for_json
+from framematrix.report import WindowRule, comfort_report, report_for_clip, report_for_json
 from framematrix.report.html import write_report_html
 
 H, W = 48, 200
@@ -148,3 +148,30 @@ def test_report_checks_the_frame_count():
     plan = plan_parallax(stats, W, 3.0, 0.5)
     with pytest.raises(ShapeError, match="3 of 4 frames"):
         comfort_report([(stats, plan, [d[:3]])])
+
+
+def test_report_for_clip_normalises_per_shot_and_knows_the_paper_rig():
+    rng = np.random.default_rng(5)
+    raw = np.concatenate([shot_depth(3, seed=6) * 50.0, shot_depth(2, seed=7) * 3.0 + 9.0])
+    raw += 0.01 * rng.standard_normal(raw.shape).astype(np.float32)
+    shots = [(0, 3), (3, 5)]
+    report = report_for_clip(raw, shots=shots, depth_budget=3.0, convergence=0.5)
+    big = report_for_clip(raw, shots=shots, depth_budget=3.0, convergence=0.5, output_width=4 * W)
+    assert big["width"] == 4 * W
+    for (a, b), shot, shot_big in zip(shots, report["shots"], big["shots"]):
+        # METHOD 3.1 over the shot: d in [0.1, 1.1]
+        d = (raw[a:b] - raw[a:b].min()) / (raw[a:b].max() - raw[a:b].min()) + 0.1
+        p1, p50, p99 = np.percentile(d, [1, 50, 99])
+        pct = shot["parallax_pct"]
+        assert pct["p99"] - pct["p1"] == pytest.approx(3.0, abs=1e-3)
+        d_c = p99 - 0.5 * (p99 - p1)  # convergence 0.5: the screen halfway
+        assert pct["p50"] == pytest.approx(3.0 * (p50 - d_c) / (p99 - p1), abs=1e-3)
+        assert shot["front_share"] == pytest.approx(float((d > d_c).mean()), abs=1e-3)
+        # percent of the width does not depend on the output width
+        assert shot_big["parallax_pct"] == pytest.approx(pct)
+        assert shot_big["plan"]["scale_px"] == pytest.approx(4 * shot["plan"]["scale_px"])
+    paper = report_for_clip(raw, paper=(800.0, 0.08))
+    d = (raw - raw.min()) / (raw.max() - raw.min()) + 0.1
+    expect_max = 100.0 * 800.0 * 0.08 * (d.max() + 1e-6) / W
+    assert paper["shots"][0]["parallax_pct"]["max"] == pytest.approx(expect_max, rel=1e-5)
+    assert paper["shots"][0]["behind_share"] == 0.0
