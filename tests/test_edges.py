@@ -9,8 +9,10 @@ import pytest
 from framematrix.errors import ShapeError
 from framematrix.export.edges import (
     band_from_masks,
+    band_from_plan,
     edge_band,
     edge_crossed_disparity,
+    finish_eyes,
     floating_window,
 )
 from framematrix.fill.fast import fill_matrix_fast
@@ -65,6 +67,9 @@ def test_band_from_masks_measures_the_warp():
     assert abs(band_r - disp[0, 0, -1]) <= 1.5
     assert abs(band_l + disp[0, 0, 0]) <= 1.5
     assert band_from_masks(matrix.masks[0].numpy()) == (0, 0)
+    # the plan's bound holds for the measured band
+    bound_l, bound_r = band_from_plan(plan)
+    assert band_l <= bound_l <= band_l + 2 and band_r <= bound_r <= band_r + 2
 
 
 def test_edge_band_crop_removes_the_smear_and_keeps_size():
@@ -108,3 +113,21 @@ def test_edge_band_mirror_only_touches_the_band_of_the_warped_eye():
         edge_band(eyes, eyes, 200, mode="crop")
     with pytest.raises(ShapeError):
         edge_band(eyes, eyes, 4, mode="stretch")
+
+
+def test_finish_eyes_crops_then_floats_the_window():
+    frames, d, plan = scene()
+    matrix = fill_matrix_fast(warp_eyes(frames, d, plan), views=[1])
+    left, right = (np.rint(e.numpy() * 255).astype(np.uint8) for e in matrix.eyes())
+    disp = disparity_px(d, plan)
+    out_l, out_r = finish_eyes(left, right, plan, floating=True, disparity=disp)
+    band = band_from_plan(plan)
+    crop_l, crop_r = edge_band(left, right, band, "crop")
+    _, win_r = edge_crossed_disparity(disp, band_px=max(1, round(0.01 * left.shape[2])))
+    masked = int(np.floor(win_r[0] * left.shape[2] / (left.shape[2] - sum(band))))
+    assert masked > 0
+    assert np.array_equal(out_l, crop_l)  # nothing crossed at the left edge
+    assert (out_r[0, :, -masked:] == 0).all()
+    assert np.array_equal(out_r[0, :, : -masked - 1], crop_r[0, :, : -masked - 1])
+    with pytest.raises(ShapeError):
+        finish_eyes(left, right, plan, floating=True)

@@ -160,3 +160,23 @@ def test_bad_settings():
     flat = ShotStats(0, 1, 0.5, 0.5, 0.5, 0.5, 0.5)
     assert plan_parallax(flat, 640, 3.0, 0.5).scale_px == 0.0
     assert isinstance(plan_parallax(stats, 640), ParallaxPlan)
+
+
+def test_signed_disparity_through_build_frame_matrix():
+    """The plan's signed disparity (screen halfway) through the public build: the near plane
+    moves left by +2 % of the width in the right eye, the far plane right by 2 %."""
+    width = 640
+    d = two_planes(width)
+    height = d.shape[1]
+    plan = plan_parallax(shot_stats_from_depth(d), width, 4.0, 0.5)
+    disparity = disparity_px(d, plan)
+    assert disparity.min() < 0 < disparity.max()
+    frames = texture((1, height, width), seed=4)
+    matrix = framematrix.build_frame_matrix(
+        frames, disparity, depth_kind="disparity-px", views=2, mode="left2right"
+    )
+    left, right = (np.rint(e[0].numpy() * 255) for e in matrix.eyes())
+    near_rows = slice(int(0.3 * height) + 2, int(0.7 * height) - 2)
+    far_rows = slice(2, int(0.3 * height) - 2)
+    assert measured_shift(left, right, near_rows, slice(240, 400)) == round(0.02 * width)
+    assert measured_shift(left, right, far_rows, slice(100, 540)) == -round(0.02 * width)

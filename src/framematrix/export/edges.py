@@ -27,12 +27,15 @@ import cv2
 import numpy as np
 
 from framematrix.errors import ShapeError
+from framematrix.geometry.parallax import ParallaxPlan
 
 __all__ = [
     "EDGE_BAND_MODES",
     "band_from_masks",
+    "band_from_plan",
     "edge_band",
     "edge_crossed_disparity",
+    "finish_eyes",
     "floating_window",
 ]
 
@@ -164,6 +167,26 @@ def band_from_masks(masks: np.ndarray, quantile: float = 0.99) -> tuple[int, int
     return out[0], out[1]
 
 
+def band_from_plan(plan: ParallaxPlan, mode: str = "left2right") -> tuple[int, int]:
+    """Upper bound of the entering band of a shot from its plan alone (before any warp).
+
+    With ``left2right`` the right eye is warped (``u' = u - disparity``): its right edge lacks
+    at most the largest crossed disparity, ``s (d_max - d_c)``, its left edge the largest
+    uncrossed one, ``s (d_c - d_min)``; ``right2left`` mirrors that. Uses the shot's min / max,
+    so it is safe for every frame of the shot (at most the shot's whole parallax range). Returns
+    ``(left_px, right_px)``.
+    """
+    if plan.stats is None:
+        raise ShapeError("the plan has no shot statistics (paper rig?): measure the band instead")
+    crossed = max(0.0, plan.scale_px * (plan.stats.d_max - plan.d_c))
+    uncrossed = max(0.0, plan.scale_px * (plan.d_c - plan.stats.d_min))
+    if mode == "left2right":
+        return int(math.ceil(uncrossed)), int(math.ceil(crossed))
+    if mode == "right2left":
+        return int(math.ceil(crossed)), int(math.ceil(uncrossed))
+    raise ShapeError(f"band_from_plan supports left2right and right2left, got {mode!r}")
+
+
 def _crop_and_scale(eye: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
     height, width = eye.shape[:2]
     part = np.ascontiguousarray(eye[y0:y1, x0:x1])
@@ -260,3 +283,53 @@ def edge_band(
             frame = _mirror_band(frame, band_r, "right")
         target[i] = frame
     return out_l, out_r
+
+
+def finish_eyes(
+    left: np.ndarray,
+    right: np.ndarray,
+    plan: ParallaxPlan,
+    *,
+    band_mode: str = "crop",
+    band_px: tuple[int, int] | None = None,
+    floating: bool = False,
+    disparity: np.ndarray | None = None,
+    window_px: tuple[float, float] | None = None,
+    edge_pct: float = 1.0,
+    mode: str = "left2right",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame-edge treatment of a chunk of filled eyes: edge band, then floating window.
+
+    Args:
+        left, right: ``[F, H, W, 3]`` filled eyes of one shot's chunk.
+        plan: the shot's plan (for the band bound :func:`band_from_plan`).
+        band_mode: :data:`EDGE_BAND_MODES` (``crop`` default, ``mirror``, ``none``).
+        band_px: ``(left, right)`` band widths for the whole shot (default from the plan).
+        floating: mask the edges for crossed parallax (floating window).
+        disparity: ``[F, H, W]`` signed disparity of the chunk (``disparity_px(d, plan)``);
+            used when ``floating`` and ``window_px`` is None: per-frame window widths from the
+            ``edge_pct`` %-wide edge bands (:func:`edge_crossed_disparity`).
+        window_px: ``(left, right)`` fixed window widths for the shot (a still window).
+        mode: the rig (the warped eye is the right one for ``left2right``).
+
+    With ``crop`` the window widths are scaled by the crop's zoom, like the disparities.
+    """
+    left, right = _check_pair(left, right)
+    width = left.shape[2]
+    if band_px is None:
+        band_px = band_from_plan(plan, mode) if band_mode != "none" else (0, 0)
+    warped_eye = "right" if mode == "left2right" else "left"
+    out_l, out_r = edge_band(left, right, band_px, band_mode, warped_eye=warped_eye)
+    if not floating:
+        return out_l, out_r
+    if window_px is not None:
+        win_l, win_r = (np.full(left.shape[0], float(w)) for w in window_px)
+    else:
+        if disparity is None:
+            raise ShapeError("the floating window needs the chunk's disparity or window_px")
+        band = max(1, int(round(edge_pct / 100.0 * width)))
+        win_l, win_r = edge_crossed_disparity(disparity, band)
+    if band_mode == "crop":
+        zoom = width / max(1, width - sum(band_px))
+        win_l, win_r = win_l * zoom, win_r * zoom
+    return floating_window(out_l, out_r, win_l, win_r)
