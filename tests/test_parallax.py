@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -180,3 +181,51 @@ def test_signed_disparity_through_build_frame_matrix():
     far_rows = slice(2, int(0.3 * height) - 2)
     assert measured_shift(left, right, near_rows, slice(240, 400)) == round(0.02 * width)
     assert measured_shift(left, right, far_rows, slice(100, 540)) == -round(0.02 * width)
+
+
+def test_plan_on_real_stereo_reproduces_the_right_view_shifted_by_the_screen():
+    """FlyingThings3D ground truth: with its own disparity as inverse depth, a budget equal to
+    its p1..p99 range and convergence 0.5, our right eye is the real right view translated by
+    the screen plane's disparity: the sign, the scale and the horizontal image translation all
+    agree with a real camera pair (and signed disparities are ordered right)."""
+    from conftest import shared_path
+    from framematrix.io.depth_files import read_pfm
+
+    folder = shared_path("data", "stereo", "flyingthings_A-0032-0006")
+    name = "A-0032-0006"
+    gt = read_pfm(folder / "disparity" / "left" / f"{name}.pfm")
+    left = cv2.cvtColor(
+        cv2.imread(str(folder / "RGB_cleanpass" / "left" / f"{name}.png")), cv2.COLOR_BGR2RGB
+    )
+    right = cv2.cvtColor(
+        cv2.imread(str(folder / "RGB_cleanpass" / "right" / f"{name}.png")), cv2.COLOR_BGR2RGB
+    )
+    height, width = gt.shape
+    g_p1, g_p99 = np.percentile(gt, [1, 99])
+    d = ((gt - gt.min()) / (gt.max() - gt.min()) + 0.1).astype(np.float32)[None]
+    budget = 100.0 * (g_p99 - g_p1) / width
+    plan = plan_parallax(shot_stats_from_depth(d), width, budget, 0.5)
+    g_c = 0.5 * (g_p1 + g_p99)  # the screen halfway between p1 and p99
+    np.testing.assert_allclose(disparity_px(d, plan)[0], gt - g_c, atol=2e-3 * (g_p99 - g_p1))
+    ours = warp_eyes(left[None], d, plan)
+    ours_right = np.rint(ours.images[1, 0].numpy() * 255)
+    known = ours.masks[1, 0].numpy()
+    # a left pixel x lands at x - (g - g_c) in ours and at x - g in the real right view
+    shift = int(round(g_c))
+    grey = cv2.cvtColor(ours_right.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(float)
+    real = cv2.cvtColor(right, cv2.COLOR_RGB2GRAY).astype(float)
+    # ours[:, x] == real[:, x - shift]: mean error over known, textured pixels, without the
+    # worst 10 % (occlusions)
+    textured = np.abs(cv2.Sobel(real, cv2.CV_64F, 1, 0, ksize=3)) > 40
+
+    def error(k: int) -> float:
+        sel = known[:, k:] & textured[:, : width - k]
+        diff = np.abs(grey[:, k:] - real[:, : width - k])[sel]
+        return float(np.sort(diff)[: int(0.9 * diff.size)].mean())
+
+    assert shift >= 3
+    best = error(shift)
+
+    assert best < 8.0  # textured pixels: the nearest-pixel warp costs a few grey levels
+    # the translation is the screen's: a few pixels off it is clearly worse
+    assert error(shift + 3) > 2 * best and error(shift - 3) > 2 * best
