@@ -317,8 +317,9 @@ def warp_eyes(
     The warp is :func:`framematrix.geometry.warp_to_offsets` with the disparity of the plan
     between the two end eyes and ``z = 1 / (d + 1e-6)`` ordering the surfaces (nearer wins), so
     signed disparities are ordered right. A plan without parallax (``scale_px == 0``) gives
-    the source in both eyes (unknown depth: holes in the warped eye). Returns a :class:`FrameMatrix` of 2 views (images
-    ``[2, n, H, W, 3]`` float32, masks ``[2, n, H, W]``, target depth z).
+    the source in both eyes (unknown depth: holes in the warped eye). Returns a
+    :class:`FrameMatrix` of 2 views (images ``[2, n, H, W, 3]`` float32, masks
+    ``[2, n, H, W]``, target depth z).
     """
     from framematrix.geometry.build import warp_to_offsets
     from framematrix.geometry.cameras import camera_offsets, source_view_index
