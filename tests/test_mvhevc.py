@@ -364,6 +364,20 @@ def test_bad_input_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_failure_midway_leaves_nothing(tmp_path):
+    frames = scene(6, 64, 96, 0)
+    (tmp_path / "s.mov").write_bytes(b"old")
+
+    def pairs():
+        yield from zip(frames[:4], frames[:4])
+        yield frames[4], frames[4][:, :48]  # a different size after encoding started
+
+    with pytest.raises(ShapeError, match="right frame 4"):
+        write_spatial_video(tmp_path / "s.mov", pairs(), fps=24)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.mov"]
+    assert (tmp_path / "s.mov").read_bytes() == b"old"
+
+
 def test_mediainfo_reports_multiview(tmp_path):
     pymediainfo = pytest.importorskip("pymediainfo")
     if not pymediainfo.MediaInfo.can_parse():

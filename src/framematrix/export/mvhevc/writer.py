@@ -241,6 +241,26 @@ class _PocCounter:
         return self.idr_base + poc
 
 
+class _PermutationCheck:
+    """Checks that the display indices are 0..n-1, each once (memory: the reordering depth)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.pending: set[int] = set()
+
+    def add(self, display: int) -> None:
+        if display < self.next or display in self.pending:
+            raise BitstreamError(f"display index {display} occurs twice")
+        self.pending.add(display)
+        while self.next in self.pending:
+            self.pending.remove(self.next)
+            self.next += 1
+
+    def finish(self, count: int) -> None:
+        if self.pending or self.next != count:
+            raise BitstreamError(f"display indices are not 0..{count - 1}")
+
+
 @dataclass
 class _StreamParams:
     vps: NalUnit
@@ -415,6 +435,7 @@ def _splice_and_mux(
     extradata = annexb([vps, left_ps.sps, sps1, left_ps.pps, pps1, sei])
     reorder = left_ps.sps_info.dpb[1]
     poc = _PocCounter(left_ps.sps_info.log2_max_poc_lsb)
+    shown = _PermutationCheck()
 
     with av.open(str(left_path), format="hevc") as template_input:
         template = template_input.streams.video[0]
@@ -436,6 +457,7 @@ def _splice_and_mux(
                     right_ps = _parameter_sets(right, "right", right_ps)
                     units, header = _access_unit(left, right, left_ps, right_ps, sei, index)
                     display = poc.next(header, left.slices[0].temporal_id_plus1 - 1)
+                    shown.add(display)
                     packet = av.Packet(annexb(units))
                     packet.stream = stream
                     packet.time_base = 1 / rate
@@ -451,6 +473,7 @@ def _splice_and_mux(
                     task.update(1)
             if index != count:
                 raise BitstreamError(f"libx265 returned {index} pictures for {count} frames")
+            shown.finish(count)
             if audio is not None:
                 audio.finish(count / rate)
         except BaseException:
