@@ -307,7 +307,7 @@ def test_bframes_and_several_keyframes_bit_exact(tmp_path):
         assert container.streams.video[0].average_rate == rate
 
 
-@pytest.mark.parametrize("size", [(182, 322), (63, 97)])
+@pytest.mark.parametrize("size", [(182, 322), (65, 97)])
 def test_sizes_not_multiple_of_8_and_odd(tmp_path, size):
     height, width = size
     left, right = scene(8, height, width, 0), scene(8, height, width, DISPARITY)
@@ -351,6 +351,8 @@ def test_bad_input_leaves_nothing(tmp_path):
     small = [f[:32] for f in frames]
     with pytest.raises(ShapeError, match="right frame 0"):
         write_spatial_video(tmp_path / "s.mov", zip(frames, small), fps=24)
+    with pytest.raises(ShapeError, match="at least 64x64"):
+        write_spatial_video(tmp_path / "s.mov", [(frames[0][:32], frames[0][:32])], fps=24)
     with pytest.raises(ShapeError, match="uint8"):
         write_spatial_video(tmp_path / "s.mov", [(frames[0] / 255.0, frames[0])], fps=24)
     with pytest.raises(ValueError, match="disparity_adjustment"):

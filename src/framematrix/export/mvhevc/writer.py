@@ -52,6 +52,8 @@ __all__ = ["X265_PRESETS", "write_spatial_video", "x265_params"]
 
 X265_PRESETS = X264_PRESETS  # x265 uses the same preset names
 _BT709 = 1
+# PyAV's libx265 refuses or corrupts its heap on very small pictures (seen at 8x8 and 24x48).
+MIN_SIDE = 64
 # NAL unit types that end a picture's NAL units (after its slices), 7.4.2.4.4.
 _SUFFIX_TYPES = {36, 37, 38, 40, 41, 42, 43, 44}
 
@@ -307,9 +309,10 @@ def write_spatial_video(
     """Write Apple spatial video: a QuickTime ``.mov`` with a two-layer MV-HEVC ``hvc1`` track.
 
     path: output ``.mov``; written atomically (temporary name beside it, then moved into place).
-    pairs: (left, right) frames, each [H, W, 3] uint8 RGB, all of one size; any iterable (a
-        generator streams: memory does not grow with the length). 4:2:0 needs even sides: an odd
-        height or width is padded by one replicated row/column at the bottom/right.
+    pairs: (left, right) frames, each [H, W, 3] uint8 RGB, all of one size, H and W >= 64; any
+        iterable (a generator streams: memory does not grow with the length). 4:2:0 needs even
+        sides: an odd height or width is padded by one replicated row/column at the
+        bottom/right.
     fps: frame rate (fractional NTSC rates kept exact).
     crf, preset: libx265 constant rate factor (0..51) and speed preset, the same for both eyes.
     baseline_mm: camera baseline written to ``vexu/eyes/cams/blin`` (micrometres in the file).
@@ -383,6 +386,11 @@ def _encode_eyes(
                 left, right = _checked_pair(pair, index, size)
                 if size is None:
                     size = left.shape[:2]
+                    if min(size) < MIN_SIDE:
+                        raise ShapeError(
+                            f"frames are {size[1]}x{size[0]}; libx265 needs at least "
+                            f"{MIN_SIDE}x{MIN_SIDE} pixels"
+                        )
                     height, width = size[0] + size[0] % 2, size[1] + size[1] % 2
                     encoders = [
                         _EyeEncoder(eye_path, width, height, rate, options)
