@@ -18,11 +18,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
 from test_jobs import decoded_shape, make_clip
+from test_webapp import write_depth_video
 
 pytest.importorskip("gradio", reason="gradio is not installed (pip install gradio)")
 
@@ -64,23 +64,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def write_depth_video(path: Path, depth: np.ndarray) -> Path:
-    """[F, H, W] depth as a lossless 16-bit grayscale video (FFV1 gray16le in .mkv)."""
-    lo, hi = float(depth.min()), float(depth.max())
-    levels = np.rint((depth - lo) / (hi - lo) * 65535).astype(np.uint16)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=24)
-        stream.width, stream.height = depth.shape[2], depth.shape[1]
-        stream.pix_fmt = "gray16le"
-        for level in levels:
-            frame = av.VideoFrame.from_ndarray(level, format="gray16le")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -230,9 +213,26 @@ def test_convert_in_the_browser_and_download_the_result(page, server, media, tmp
     download_info.value.save_as(target)
     assert decoded_shape(target) == (24, 96, 256)  # full SBS: twice the width, every frame
 
+
+def test_the_demo_clip_previews_and_converts(page, server):
+    page.get_by_role("button", name="Use the demo clip", exact=True).click()
+    wait_text(page, "#fm-input-info", "576x320, 16 frames")
+    wait_text(page, "#fm-depth-info", "demo clip")
+    page.locator("#fm-frame-index input[type=number]").fill("8")
+    page.locator("#fm-frame-index input[type=number]").press("Enter")
+    page.locator("#fm-format input").click()
+    page.get_by_role("option", name="half-sbs", exact=True).click()
+    page.get_by_role("button", name="Preview", exact=True).click()
+    wait_text(page, "#fm-message", "Preview of frame 8")
+    page.get_by_role("button", name="Convert", exact=True).click()
+    link = page.locator("#fm-result a[download], #fm-result a[href*='file=']").first
+    link.wait_for(timeout=60_000)
+    wait_text(page, "#fm-progress", "done: 16 frames")
     shot = os.environ.get("FRAMEMATRIX_WEBAPP_SCREENSHOT")
     if shot:
         page.screenshot(path=shot, full_page=True)
+    shown = "".join(page.inner_text("#fm-result").split())  # Gradio breaks the name before .mp4
+    assert "astronaut_bundled_demo_half-sbs.mp4" in shown
 
 
 def test_cancel_a_running_conversion(page, server, media):

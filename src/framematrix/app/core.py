@@ -8,6 +8,7 @@ there first, see :func:`adopt_upload`), and reports bad input as
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -287,9 +288,7 @@ def depth_model_choices(extra: list[str | Path] = ()) -> list[DepthModelChoice]:
     for alias, repo in DEPTH_MODEL_ALIASES.items():
         found = _in_hub_cache(repo)
         hint = (
-            f"{repo} (Hugging Face cache)"
-            if found
-            else f"`hf download {repo}` (into {cache}), or `serve --depth-model PATH`"
+            f"{repo} (Hugging Face cache)" if found else f"`hf download {repo}` (cache: `{cache}`)"
         )
         choices.append(DepthModelChoice(alias, found, hint))
     return choices
@@ -353,7 +352,7 @@ class Settings:
 
 def output_name(info: InputInfo, fmt: str) -> str:
     stem = Path(info.name).stem or "input"
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60]
+    stem = re.sub(r"[^A-Za-z0-9-]+", "_", stem).strip("_")[:60] or "input"
     suffix = ".png" if info.kind == "image" else ".mp4"
     return f"{stem}_{fmt}{suffix}"
 

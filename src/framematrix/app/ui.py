@@ -358,10 +358,19 @@ def build_app(
                     elem_id="fm-model",
                     allow_custom_value=False,
                 )
+                if not found:
+                    gr.Markdown(
+                        "No depth model found here: upload a depth video, or get one (see"
+                        " below) and restart.",
+                        elem_id="fm-no-model",
+                    )
                 if missing:
-                    lines = "\n".join(f"- `{m.name}`: {m.hint}" for m in missing)
-                    with gr.Accordion("Depth models not found here", open=not found):
-                        gr.Markdown(lines, elem_id="fm-missing-models")
+                    rows = "\n".join(f"| `{m.name}` | {m.hint} |" for m in missing)
+                    with gr.Accordion(f"Depth models not found here ({len(missing)})", open=False):
+                        gr.Markdown(
+                            "| model | how to get it |\n|---|---|\n" + rows,
+                            elem_id="fm-missing-models",
+                        )
             with gr.Column(scale=1):
                 first_frame = gr.Image(
                     label="Input frame", interactive=False, height=200, elem_id="fm-frame"
