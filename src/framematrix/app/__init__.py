@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from framematrix.errors import FramematrixError
 from framematrix.jobs import Session
 
 __all__ = ["LOCAL_HOSTS", "host_warning", "serve"]
@@ -62,6 +63,10 @@ def serve(
     """
     if max_upload_mb <= 0:
         raise ValueError(f"max_upload_mb must be > 0, got {max_upload_mb}")
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise FramematrixError("the web app needs Gradio: pip install 'framematrix[web]'")
     warning = host_warning(host, share)
     if warning:
         print(f"framematrix: warning: {warning}", file=sys.stderr)
