@@ -16,6 +16,8 @@ from framematrix.errors import ShapeError
 __all__ = [
     "ANAGLYPH_DUBOIS_LEFT",
     "ANAGLYPH_DUBOIS_RIGHT",
+    "EXTRA_FORMATS",
+    "EXTRA_FORMAT_NAMES",
     "FORMATS",
     "FORMAT_NAMES",
     "compose_stereo",
@@ -205,3 +207,22 @@ def views_grid(views: np.ndarray, cols: int | None = None) -> np.ndarray:
     # [R, C, F, H, W, 3] -> [F, R, H, C, W, 3]: rows of cells stacked, cells of a row side by side.
     grid = cells.reshape(rows, cols, frames, height, width, 3).transpose(2, 0, 3, 1, 4, 5)
     return _like(grid.reshape(frames, rows * height, cols * width, 3), views)
+
+
+# ----------------------------------------------------------------------------- further formats
+# Output formats with their own module and parameters (not compose_stereo), kept in a registry of
+# their own: vr180 needs the source's field of view (framematrix.export.vr180.compose_vr180),
+# quilt takes every view of the matrix (framematrix.export.quilt.quilt_video).
+EXTRA_FORMATS: tuple[tuple[str, str], ...] = (
+    (
+        "vr180",
+        "VR180: each eye mapped onto a 180-degree equirectangular half-sphere from --fov, side "
+        "by side, with the st3d/sv3d metadata headset players read (.mp4/.mov)",
+    ),
+    (
+        "quilt",
+        "Looking Glass quilt: every view tiled, view 0 (leftmost camera) at the bottom left, "
+        "rows upward",
+    ),
+)
+EXTRA_FORMAT_NAMES: tuple[str, ...] = tuple(name for name, _ in EXTRA_FORMATS)

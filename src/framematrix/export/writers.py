@@ -90,6 +90,8 @@ _COLOR_ATTRS = {
 _SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020"}
 _MATRIX_WRITTEN = {10: 9}
 _UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
+_X265_MIN_WIDTH_DEEP = 64
+_MAX_REORDER = 64  # frames a decode timestamp may precede its presentation (B-frame delay)
 _RANGE_NAMES = {1: "MPEG", 2: "JPEG"}
 
 
@@ -600,6 +602,7 @@ class VideoWriter:
         self._task: Any = None
         self._size: tuple[int, int] | None = None
         self._closed = False
+        self._last_dts: int | None = None
 
     # -- context manager
     def __enter__(self) -> VideoWriter:
@@ -621,6 +624,15 @@ class VideoWriter:
         height, width = first.shape[:2]
         if self.encoding.pix_fmt.startswith("yuv420"):
             height, width = height + height % 2, width + width % 2
+        if self.encoding.codec == "h265":
+            # x265 refuses sides under 16 px; its 10-bit encoder in PyAV's wheel corrupts the heap
+            # (the process aborts) on some widths under 50 (8, 40-49 seen), so those are refused.
+            narrowest = _X265_MIN_WIDTH_DEEP if self.encoding.deep else 16
+            if width < narrowest or height < 16:
+                raise InputError(
+                    f"{self.path}: {width}x{height} is too small for H.265 {self.encoding.pix_fmt} "
+                    f"(at least {narrowest}x16)"
+                )
         self._stack = ExitStack()
         tmp = self._stack.enter_context(atomic_path(self.path))
         self._tmp = tmp
@@ -648,9 +660,10 @@ class VideoWriter:
             "format": self.encoding.pix_fmt,
             "dst_colorspace": _SWS_MATRIX[self.color["matrix"]],
             "dst_color_range": _RANGE_NAMES[self.color["range"]],
-            "dst_color_trc": self.color["transfer"],
-            "dst_color_primaries": self.color["primaries"],
         }
+        # Primaries and transfer are tags only (set on the codec context above): passing them to
+        # reformat makes FFmpeg 8's swscale convert the gamut and transfer, which is not wanted
+        # (the frames are already in the source's colours).
         if self._audio_from is not None:
             self._audio = _open_audio_source(
                 self._audio_from, self._output, self.muxer, start=self._audio_start
@@ -675,12 +688,36 @@ class VideoWriter:
         video_frame = video_frame.reformat(**self._reformat)
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / self.rate
-        for packet in self._stream.encode(video_frame):
-            self._output.mux(packet)
+        try:
+            packets = self._stream.encode(video_frame)
+        except av.error.FFmpegError as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise InputError(
+                f"{self.path}: the {self.encoding.codec} encoder refused "
+                f"{frame.shape[1]}x{frame.shape[0]} {self.encoding.pix_fmt}: {exc}"
+            ) from exc
+        for packet in packets:
+            self._mux(packet)
         self.frames_written += 1
         self._task.update(1)
         if self._audio is not None:
             self._audio.pump(self.frames_written / self.rate)
+
+    def _mux(self, packet: av.Packet) -> None:
+        """Mux one video packet (timestamps in frames), repairing a decode timestamp x265 leaves
+        uninitialised: in a stream of 1 or 2 frames its first packet carries a garbage dts, which
+        the mp4 muxer refuses. A dts is kept when it is at most the pts, at most
+        _MAX_REORDER frames before it and after the previous one."""
+        pts, dts = packet.pts, packet.dts
+        if pts is not None:
+            valid = dts is not None and pts - _MAX_REORDER <= dts <= pts
+            if valid and self._last_dts is not None and dts <= self._last_dts:
+                valid = False
+            if not valid:
+                dts = pts if self._last_dts is None or pts > self._last_dts else self._last_dts + 1
+                packet.dts = dts
+            self._last_dts = dts
+        self._output.mux(packet)
 
     def write_many(self, frames: np.ndarray | Iterable[np.ndarray]) -> None:
         """Encode [F, H, W, 3] frames or an iterable of [H, W, 3] frames."""
@@ -697,7 +734,7 @@ class VideoWriter:
             raise ShapeError(f"{self.path}: no frames to write")
         try:
             for packet in self._stream.encode(None):
-                self._output.mux(packet)
+                self._mux(packet)
             if self._audio is not None:
                 self._audio.finish(self.frames_written / self.rate)
             self._output.close()
