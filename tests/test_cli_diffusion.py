@@ -104,7 +104,9 @@ def test_diffusion_windows_of_a_convert_respect_the_cut_and_resume(tmp_path, mon
 
     monkeypatch.setattr(pipeline._Job, "build", record)
     source = ArraySource(frames, 24, name="cut40")
-    one = pipeline.convert(source, tmp_path / "one.mp4", depth=depth, config=config(600), progress=False)
+    one = pipeline.convert(
+        source, tmp_path / "one.mp4", depth=depth, config=config(600), progress=False
+    )
     assert one.shots == [(0, 28), (28, 40)]
     windows = built[:]
     assert windows == [(0, 16), (12, 28), (28, 40)]
@@ -118,11 +120,12 @@ def test_diffusion_windows_of_a_convert_respect_the_cut_and_resume(tmp_path, mon
     real_finish = pipeline._save_tail
 
     def interrupt_after_first(job, work, seg):  # noqa: ANN001, ANN202
+        # segment 0 is recorded; stop while segment 1 is being recorded (a Ctrl-C)
         real_finish(job, work, seg)
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt  # after segment 0 is recorded? no: before segment 1 is
-    # finish segment 0, then stop while segment 1 is being recorded
+            raise KeyboardInterrupt
+
     monkeypatch.setattr(pipeline, "_save_tail", interrupt_after_first)
     with pytest.raises(KeyboardInterrupt):
         pipeline.convert(source, split, depth=depth, config=config(12), progress=False)

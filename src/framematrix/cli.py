@@ -55,15 +55,22 @@ def _formats_epilog() -> str:
     from framematrix.export.formats import FORMATS
 
     rows = [f"  {name:<15} {text}" for name, text in FORMATS]
+    from framematrix.export.formats import EXTRA_FORMATS
+
+    rows += [f"  {name:<15} {text}" for name, text in EXTRA_FORMATS]
+    rows.append(
+        f"  {'spatial':<15} Apple spatial video (MV-HEVC, .mov; playback on Apple"
+        " devices not verified)"
+    )
     rows.append(f"  {'grid':<15} all V views tiled in one video")
     rows.append(f"  {'views':<15} a folder per view (view00/, view01/, ...)")
     return "output formats (--format):\n" + "\n".join(rows)
 
 
 def _format_names() -> list[str]:
-    from framematrix.export.formats import FORMAT_NAMES
+    from framematrix.export.formats import EXTRA_FORMAT_NAMES, FORMAT_NAMES
 
-    return [*FORMAT_NAMES, "grid", "views"]
+    return [*FORMAT_NAMES, *EXTRA_FORMAT_NAMES, "spatial", "grid", "views"]
 
 
 def _subparser(sub, name: str, help: str, description: str = "", epilog: str = ""):  # noqa: ANN001, ANN202, A002
@@ -151,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "shots",
         "find the shots (cuts) of a video",
-        "Print the shots of INPUT; with --json exactly a JSON list [{\"start\": 0, \"end\": 120},"
+        'Print the shots of INPUT; with --json exactly a JSON list [{"start": 0, "end": 120},'
         " ...] (frame indices, end exclusive).",
     )
     p.add_argument("input", type=Path, help="video, frame folder or image")
@@ -164,6 +171,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device for TransNetV2")
     p.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = _subparser(
+        sub,
+        "report",
+        "comfort report: parallax per shot with these settings, window violations, suggestions",
+        "Write an HTML page with plots (parallax over time with the comfort band, a histogram"
+        " per shot), or with --json print the figures.",
+    )
+    p.add_argument("input", type=Path, help="video, frame folder or image")
+    p.add_argument("--depth", type=Path, default=None, help="depth (estimated if absent)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="report.html")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_options(p, [G_STEREO, G_DEPTH, G_COMMON])
+    p.add_argument("--shots", default="auto", help="as for convert")
+
+    p = _subparser(
+        sub,
+        "preview",
+        "one frame at a grid of depth budgets x convergences, to pick settings",
+    )
+    p.add_argument("input", type=Path, help="video, frame folder or image")
+    p.add_argument("--frame", type=int, default=0, help="frame index")
+    p.add_argument("--depth", type=Path, default=None, help="depth (estimated if absent)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="sheet.png")
+    p.add_argument("--budgets", default="2,3,5", help="depth budgets, percent of the width")
+    p.add_argument("--convergences", default="0,0.33,0.67,1", help="convergences in [0, 1]")
+    p.add_argument("--kind", choices=("anaglyph", "sbs"), default="anaglyph", help="thumbnails")
+    p.add_argument("--thumb-width", type=int, default=384, help="pixels per thumbnail")
+    add_options(p, [G_STEREO, G_DEPTH, G_COMMON])
+    p.add_argument("--shots", default="auto", help="as for convert")
+
+    p = _subparser(sub, "serve", "run the web app (Gradio) on this machine")
+    from framematrix.app.__main__ import add_serve_options
+
+    add_serve_options(p)
 
     p = _subparser(
         sub, "demo", "convert the bundled astronaut clip (offline, CPU, no weights needed)"
@@ -252,7 +294,7 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace):  # noqa:
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from framematrix.progress import Progress
 
-    show = not args.quiet
+    show = not getattr(args, "quiet", False)
     if not show:
         _quiet_model_libraries()
     _check_device(getattr(args, "device", None))
@@ -335,10 +377,60 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             shots = find_shots(source, 0, source.info.num_frames, cfg, progress=progress)
             fps = source.info.fps
         if args.json:
-            print(shots_to_json(shots))
+            from framematrix.shots import Shot
+
+            print(shots_to_json([Shot(a, b) for a, b in shots]))
         else:
             for i, (a, b) in enumerate(shots):
-                print(f"shot {i}: frames {a}-{b - 1} ({b - a} frames, {a / fps:.2f}-{b / fps:.2f} s)")
+                print(
+                    f"shot {i}: frames {a}-{b - 1} ({b - a} frames, {a / fps:.2f}-{b / fps:.2f} s)"
+                )
+    elif args.command == "report":
+        import json
+
+        from framematrix.pipeline import comfort_report_of
+
+        cfg = _config(parser, args)
+        if not args.json and args.output is None:
+            parser.error("give -o report.html or --json")
+        report = comfort_report_of(
+            args.input, depth=args.depth, config=cfg, fps=args.fps, progress=progress
+        )
+        if args.json:
+            from framematrix.report import report_for_json
+
+            print(json.dumps(report_for_json(report)))
+        if args.output is not None:
+            from framematrix.report.html import write_report_html
+
+            print(f"wrote {write_report_html(report, args.output)}", file=sys.stderr)
+    elif args.command == "preview":
+        from framematrix.export.writers import write_image
+        from framematrix.pipeline import preview_of
+
+        cfg = _config(parser, args)
+        try:
+            budgets = [float(x) for x in args.budgets.split(",")]
+            convergences = [float(x) for x in args.convergences.split(",")]
+        except ValueError:
+            parser.error("--budgets/--convergences: comma-separated numbers")
+        sheet = preview_of(
+            args.input,
+            args.frame,
+            depth=args.depth,
+            config=cfg,
+            budgets=budgets,
+            convergences=convergences,
+            kind=args.kind,
+            thumb_width=args.thumb_width,
+            fps=args.fps,
+            progress=progress,
+        )
+        print(f"wrote {write_image(args.output, sheet)}")
+    elif args.command == "serve":
+        from framematrix.app.__main__ import run
+
+        return run(args)
     elif args.command == "demo":
         from framematrix.demo import run_demo
 

@@ -46,6 +46,8 @@ class ConvertConfig:
     pix_fmt: str = "yuv420p"
     chunk_frames: int = 16
     shots: str = "auto"
+    name_tags: bool = False
+    fov: float = 70.0
     segment_frames: int = 600
     device: str | None = None
 
@@ -54,6 +56,10 @@ class ConvertConfig:
         from framematrix.export.formats import FORMAT_NAMES
 
         formats = FORMAT_NAMES + ("grid", "views", "quilt", "spatial", "vr180")
+        if self.stereo.depth_budget is not None and not 0 <= self.stereo.depth_budget <= 50:
+            raise ValueError(f"depth_budget must be in 0..50 %, got {self.stereo.depth_budget}")
+        if not 0 <= self.stereo.convergence <= 1:
+            raise ValueError(f"convergence must be in [0, 1], got {self.stereo.convergence}")
         if self.format not in formats:
             raise ValueError(f"unknown format {self.format!r}; choose one of {', '.join(formats)}")
         if self.fill not in FILL_METHODS:

@@ -260,6 +260,18 @@ def warp_input(
     pixel disparity is passed through.
     """
     raw = np.array(raw, np.float32)  # a private, writable copy (memory-mapped depth is not)
+    budget = config.stereo.depth_budget
+    if budget is not None and normalizer.kind != "disparity-px":
+        from framematrix.geometry.parallax import ShotStats, disparity_px, plan_parallax
+
+        st = normalizer.stats
+        if st.inv_p1 is None or st.inv_p99 is None:
+            raise InputError(f"depth of frames {st.start}-{st.end - 1} has no finite value")
+        lo, hi = min(st.inv_min, st.inv_p1), max(st.inv_max, st.inv_p99)
+        stats = ShotStats(st.start, st.end, lo, st.inv_p1, st.inv_p50, st.inv_p99, hi)
+        plan = plan_parallax(stats, width, budget, config.stereo.convergence)
+        d = normalizer.inverse(torch.from_numpy(raw))
+        return torch.as_tensor(disparity_px(d, plan)).to(torch.float32), "disparity-px"
     if normalizer.kind == "disparity-px":
         return torch.from_numpy(raw), "disparity-px"
     return normalizer.z(torch.from_numpy(raw)), "metric"
@@ -297,19 +309,31 @@ def build_chunk(
         planes=stereo.planes,
         depth_kind=kind,
         device=device,
+        warp=stereo.warp,
     )
 
 
 def to_uint8_numpy(images: torch.Tensor) -> np.ndarray:
-    """float in [0, 1] (any shape) -> uint8 numpy, rounded."""
-    return (images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    """float in [0, 1] (any shape) -> uint8 numpy, rounded half up."""
+    from framematrix.matrix import to_uint8_rounded
+
+    return to_uint8_rounded(images)
 
 
-def matrix_to_output_frames(matrix: FrameMatrix, fmt: str) -> np.ndarray:
+def matrix_to_output_frames(matrix: FrameMatrix, fmt: str, fov: float = 70.0) -> np.ndarray:
     """Compose one chunk's matrix into output frames ``[F, H', W', 3]`` uint8 for ``fmt``."""
     if fmt == "grid":
         return views_grid(to_uint8_numpy(matrix.images))
+    if fmt == "quilt":
+        from framematrix.export.quilt import quilt_video
+
+        order = np.argsort(matrix.offsets.cpu().numpy(), kind="stable")
+        return quilt_video(to_uint8_numpy(matrix.images), order=order)
     left, right = matrix.eyes()
+    if fmt == "vr180":
+        from framematrix.export.vr180 import compose_vr180
+
+        return compose_vr180(to_uint8_numpy(left), to_uint8_numpy(right), fov_deg=fov)
     return compose_stereo(to_uint8_numpy(left), to_uint8_numpy(right), fmt)
 
 
@@ -332,7 +356,7 @@ class _Filler:
             return matrix
         from framematrix.fill.fast import fill_matrix_fast
 
-        return fill_matrix_fast(matrix, views=views)
+        return fill_matrix_fast(matrix, views=views, inplace=True)
 
 
 # ----------------------------------------------------------------------------- convert
@@ -439,7 +463,7 @@ class _Job:
     def output_frames(self, start: int, end: int, shot: int, task) -> Iterator[np.ndarray]:  # noqa: ANN001
         fmt = self.config.format
         for matrix in self.matrices(start, end, shot, task):
-            yield matrix_to_output_frames(matrix, fmt)
+            yield matrix_to_output_frames(matrix, fmt, self.config.fov)
 
 
 def _identity(
@@ -460,7 +484,10 @@ def _identity(
         depth_id = input_fingerprint(depth)
     elif depth is not None:
         depth_id = "array:" + settings_fingerprint(
-            [np.asarray(depth).shape, float(np.nansum(np.asarray(depth[:: max(1, len(depth) // 8)])))]
+            [
+                np.asarray(depth).shape,
+                float(np.nansum(np.asarray(depth[:: max(1, len(depth) // 8)]))),
+            ]
         )
     return {
         "input": source_fingerprint(source),
@@ -517,6 +544,10 @@ def convert(
     prog = Progress.of(progress)
     session = session or ModelSession()
     output = Path(output)
+    if config.name_tags and config.format != "quilt":
+        from framematrix.export.names import tagged_name
+
+        output = tagged_name(output, config.format)
     kind = output_kind(output, config.format)  # reject a bad output path before any work
     inputs = [Path(input)] if isinstance(input, (str, Path)) else []
     inputs += [Path(depth)] if isinstance(depth, (str, Path)) else []
@@ -649,6 +680,7 @@ def _write_video(
             audio_from=info.path if info.has_audio else None,
             audio_start_s=job.source.frame_time(rng[0]),
             audio_end_s=(job.source.frame_time(rng[1]) if rng[1] < info.num_frames else None),
+            spherical="vr180" if config.format == "vr180" and output.suffix != ".mkv" else None,
         )
         task.update(len(segments))
     work.remove()
@@ -694,10 +726,12 @@ def _segment_frames(job: _Job, work, seg, task) -> Iterator[np.ndarray]:  # noqa
         tail = _tail_file(work, previous)
         views = json.loads(tail.with_suffix(".json").read_text())
         k = seg.start - seg.window_start
-        unfilled = job.build(seg.window_start, job.source.read(seg.window_start, seg.start), seg.shot)
+        unfilled = job.build(
+            seg.window_start, job.source.read(seg.window_start, seg.start), seg.shot
+        )
         carry = carry_from(unfilled, views, np.load(tail)[:, -k:])
     for matrix in job.diffusion_segment(windows, seg.shot, task, carry):
-        yield matrix_to_output_frames(matrix, job.config.format)
+        yield matrix_to_output_frames(matrix, job.config.format, job.config.fov)
 
 
 def _write_stream(
@@ -726,7 +760,8 @@ def _write_stream(
             _write_spatial(job, output, (m for _, m in chunks_in_order(task)))
         else:
             frames = frames_of(
-                matrix_to_output_frames(m, config.format) for _, m in chunks_in_order(task)
+                matrix_to_output_frames(m, config.format, config.fov)
+                for _, m in chunks_in_order(task)
             )
             if kind == "image":
                 images = list(frames)
@@ -759,7 +794,23 @@ def _write_views_folder(
 
 
 def _write_spatial(job: _Job, output: Path, matrices: Iterator[FrameMatrix]) -> Path:
-    raise InputError(f"{output}: format 'spatial' is not available in this build")
+    """Apple spatial video: the eyes as a two-layer MV-HEVC .mov (export.mvhevc)."""
+    from framematrix.export.mvhevc import write_spatial_video
+
+    def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for matrix in matrices:
+            left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
+            yield from zip(left, right)
+
+    info = job.source.info
+    return write_spatial_video(
+        output,
+        pairs(),
+        fps=info.fps,
+        crf=job.config.crf,
+        preset=job.config.preset,
+        audio_from=info.path if info.has_audio else None,
+    )
 
 
 # ----------------------------------------------------------------------------- other commands
@@ -932,3 +983,111 @@ def stabilize_depth_files(
         )
         shot_depth = ShotDepth(store, shots, stats, kind="relative", near=None, far=None)
         return _write_depth(output, shot_depth, info, overwrite, prog)
+
+
+# ----------------------------------------------------------------------------- comfort
+
+
+def _shot_plans(shot_depth, config: ConvertConfig, width: int):  # noqa: ANN001, ANN202
+    """Per shot: (ShotStats, ParallaxPlan) of the settings: the depth budget and convergence,
+    or the paper's rig (focal x baseline / z) when no budget is set."""
+    from framematrix.geometry.parallax import ShotStats, paper_plan, plan_parallax
+
+    stereo = config.stereo
+    out = []
+    for st in shot_depth.stats:
+        if st.inv_p1 is None:
+            raise InputError(f"depth of frames {st.start}-{st.end - 1} has no finite value")
+        lo, hi = min(st.inv_min, st.inv_p1), max(st.inv_max, st.inv_p99)
+        stats = ShotStats(st.start, st.end, lo, st.inv_p1, st.inv_p50, st.inv_p99, hi)
+        if stereo.depth_budget is None:
+            plan = paper_plan(width, stereo.focal, stereo.baseline)
+        else:
+            plan = plan_parallax(stats, width, stereo.depth_budget, stereo.convergence)
+        out.append((stats, plan))
+    return out
+
+
+def comfort_report_of(
+    input: str | Path,
+    *,
+    depth: str | Path | np.ndarray | None = None,
+    config: ConvertConfig | None = None,
+    fps: float | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool | Progress = True,
+    session: ModelSession | None = None,
+) -> dict:
+    """The comfort report of ``input`` with ``config``'s stereo settings, streamed per shot
+    (parallax percentiles in percent of the width, shares in front of / behind the screen,
+    window violations, suggested settings); see :mod:`framematrix.report`."""
+    from framematrix.report import comfort_report
+
+    config = config or ConvertConfig()
+    prog = Progress.of(progress)
+    cache = Path(cache_dir) if cache_dir is not None else Path(".framematrix-cache")
+    with open_input(input, fps) as source:
+        info = source.info
+        if config.stereo.depth_kind != "relative":
+            raise InputError("framematrix report: needs relative depth (--depth-kind relative)")
+        shots = find_shots(source, 0, info.num_frames, config, progress=prog, cache_dir=cache)
+        shot_depth = prepare_depth(
+            source, shots, depth, config, session=session, cache_dir=cache, progress=prog
+        )
+        plans = _shot_plans(shot_depth, config, info.width)
+
+        def chunks(shot: int, a: int, b: int) -> Iterator[np.ndarray]:
+            normalizer = shot_depth.normalizer(shot)
+            for start in range(a, b, 32):
+                raw = shot_depth.read(start, min(b, start + 32))
+                yield normalizer.inverse(np.array(raw, np.float32)).numpy()
+
+        return comfort_report(
+            ((stats, plan, chunks(i, *shots[i])) for i, (stats, plan) in enumerate(plans)),
+            progress=prog,
+        )
+
+
+def preview_of(
+    input: str | Path,
+    frame: int,
+    *,
+    depth: str | Path | np.ndarray | None = None,
+    config: ConvertConfig | None = None,
+    budgets: Sequence[float] = (2.0, 3.0, 5.0),
+    convergences: Sequence[float] = (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0),
+    kind: str = "anaglyph",
+    thumb_width: int = 384,
+    fps: float | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool | Progress = True,
+    session: ModelSession | None = None,
+) -> np.ndarray:
+    """One frame at a grid of depth budgets x convergences (``[H, W, 3]`` uint8 sheet),
+    normalised with the statistics of the frame's shot, as a convert would."""
+    from framematrix.report.preview import preview_sheet
+
+    config = config or ConvertConfig()
+    prog = Progress.of(progress)
+    cache = Path(cache_dir) if cache_dir is not None else Path(".framematrix-cache")
+    with open_input(input, fps) as source:
+        info = source.info
+        if not 0 <= frame < info.num_frames:
+            raise InputError(f"{input}: --frame {frame} is outside 0..{info.num_frames - 1}")
+        shots = find_shots(source, 0, info.num_frames, config, progress=prog, cache_dir=cache)
+        shot_depth = prepare_depth(
+            source, shots, depth, config, session=session, cache_dir=cache, progress=prog
+        )
+        shot = shot_depth.shot_of(frame)
+        stats, _ = _shot_plans(shot_depth, config, info.width)[shot]
+        d = shot_depth.normalizer(shot).inverse(np.array(shot_depth.read(frame, frame + 1)))
+        return preview_sheet(
+            source.read(frame, frame + 1)[0],
+            d.numpy()[0],
+            list(budgets),
+            list(convergences),
+            kind=kind,
+            thumb_width=thumb_width,
+            stats=stats,
+            mode=config.stereo.mode if config.stereo.mode != "middle2leftright" else "left2right",
+        )

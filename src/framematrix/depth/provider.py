@@ -148,7 +148,6 @@ def estimate_into_store(
     the stores (an interrupted earlier run) are not recomputed. Returns the store to read.
     """
     from framematrix.depth.estimate import estimate_depth
-    from framematrix.depth.stabilize import stabilize_depth
     from framematrix.models import ModelSession
 
     session = session or ModelSession()

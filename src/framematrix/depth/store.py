@@ -226,7 +226,9 @@ class DepthStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InputError(f"{self.root}: cannot create the depth store: {exc.strerror}") from None
+            raise InputError(
+                f"{self.root}: cannot create the depth store: {exc.strerror}"
+            ) from None
         meta = self._read_meta()
         shape = [self.num_frames, self.height, self.width]
         if meta is not None and meta.get("shape") != shape:

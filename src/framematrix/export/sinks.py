@@ -86,6 +86,7 @@ def join_video(
     audio_from: Path | None,
     audio_start_s: float = 0.0,
     audio_end_s: float | None = None,
+    spherical: str | None = None,
 ) -> Path:
     """Join segment files by remuxing (no re-encoding), with the source's audio, atomically."""
     from framematrix.export.join import join_segments
@@ -96,6 +97,8 @@ def join_video(
         audio_from=audio_from,
         audio_start_s=audio_start_s,
         audio_end_s=audio_end_s,
+        spherical=spherical,
+        overwrite=True,
     )
 
 

@@ -39,3 +39,8 @@ class StereoConfig:
     planes: int = 4
     depth_kind: DepthKind = "relative"
     warp: WarpMethod = "nearest"
+    # Strength and screen plane, resolution independent (None = the paper's baseline/focal rig):
+    # parallax range p1..p99 of each shot in percent of the width, and where the screen sits in
+    # it (0 = at the nearest content, 1 = at the farthest). See framematrix.geometry.parallax.
+    depth_budget: float | None = None
+    convergence: float = 1.0 / 3.0

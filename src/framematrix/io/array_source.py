@@ -29,7 +29,9 @@ class ArraySource:
     ) -> None:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ShapeError(f"frames must be [F, H, W, 3] uint8, got {frames.dtype} {frames.shape}")
+            raise ShapeError(
+                f"frames must be [F, H, W, 3] uint8, got {frames.dtype} {frames.shape}"
+            )
         self.frames = frames
         count, height, width = frames.shape[:3]
         names = names or [f"{i:05d}" for i in range(count)]
