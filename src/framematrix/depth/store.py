@@ -99,11 +99,11 @@ class DepthNormalizer:
         if self.kind == "relative":
             low = torch.tensor(self.stats.low, dtype=torch.float32)
             high = torch.tensor(self.stats.high, dtype=torch.float32)
-            d = (depth - low) / (high - low)
+            d = (depth - low).div_(high - low)  # one new tensor, then in place
             if self.near is not None and self.near > 0:
-                d = d / self.near
+                d.div_(self.near)
             if self.far is not None and self.far > 0:
-                d = d + 1.0 / self.far
+                d.add_(1.0 / self.far)
             return d
         if self.kind == "metric":
             return 1.0 / depth
@@ -111,22 +111,21 @@ class DepthNormalizer:
 
     def z(self, depth):  # noqa: ANN001, ANN201
         """Camera depth z ``[n, H, W]`` float32 torch, NaN where unknown; equal to
-        ``depth_to_z`` of the whole shot restricted to this chunk."""
-        import torch
+        ``depth_to_z`` of the whole shot restricted to this chunk (it is that function, given
+        the shot's range). May reuse ``depth``'s memory when it is a float32 tensor."""
+        import warnings
+
+        from framematrix.geometry.normalize import depth_to_z
 
         depth = _tensor(depth)
-        finite = torch.isfinite(depth)
+        value_range = None
         if self.kind == "relative":
-            z = 1.0 / (self.inverse(depth) + 1e-6)
-        elif self.kind == "metric":
-            if bool((depth[finite] <= 0).any().item()):
-                raise InputError("metric depth must be > 0 everywhere it is finite")
-            z = depth.clone()
-        else:
-            z = 1.0 / depth.clamp_min(1e-6)
-        if not bool(finite.all().item()):
-            z = torch.where(finite, z, torch.tensor(float("nan")))
-        return z
+            value_range = (self.stats.low, self.stats.high)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN is reported once, per input
+            return depth_to_z(
+                depth, self.kind, near=self.near, far=self.far, value_range=value_range
+            )
 
 
 def _tensor(depth):  # noqa: ANN001, ANN202
