@@ -313,6 +313,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             end=args.end,
             overwrite=args.overwrite,
             restart=args.restart,
+            ray=args.ray,
             progress=progress,
         )
         filled = "left as holes" if cfg.fill == "none" else f"filled ({cfg.fill})"

@@ -424,6 +424,14 @@ OPTIONS: tuple[Option, ...] = (
         kind="flag",
         default=False,
     ),
+    Option(
+        "--ray",
+        "job.ray",
+        "run the segments on a Ray cluster: an address (ray://host:10001, or auto for "
+        "RAY_ADDRESS) or local (start one here)",
+        G_LONG,
+        default=None,
+    ),
     # -- common
     Option(
         "--allow-download",

@@ -513,6 +513,8 @@ def convert(
     restart: bool = False,
     progress: bool | Progress = True,
     session: ModelSession | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> ConvertResult:
     """Convert a monocular video, frame folder or image into a stereoscopic output.
 
@@ -532,6 +534,11 @@ def convert(
     progress: show progress bars (bool), or a :class:`framematrix.progress.Progress` to
         receive events and to cancel through.
     session: loaded models to reuse between calls (:class:`framematrix.models.ModelSession`).
+    ray: run the pending segments of a video output on a Ray cluster: an address
+        (``ray://host:10001``, ``auto`` for ``RAY_ADDRESS``) or ``local`` (start one here);
+        see :mod:`framematrix.cluster`. Depth is prepared here first, into ``cache_dir``,
+        which must then be a path the workers share.
+    ray_workers: how many Ray worker actors (default: one per GPU, else one per CPU).
 
     A video output is written in segments in ``.<name>.framematrix/`` beside it; after an
     interruption the same call continues at the first unfinished segment.
@@ -564,7 +571,14 @@ def convert(
         )
         job = _Job(source, shot_depth, config, session, prog)
         if kind == "video" and config.format != "spatial":
-            reused, segments = _write_video(job, output, rng, shots, depth, restart)
+            spec = None
+            if ray is not None:
+                from framematrix.cluster import TaskSpec
+
+                spec = TaskSpec(input, depth, config, fps, shots, cache)
+            reused, segments = _write_video(
+                job, output, rng, shots, depth, restart, ray, spec, ray_workers
+            )
         else:
             reused, segments = 0, 0
             _write_stream(job, output, kind, rng, shots, overwrite)
@@ -631,8 +645,12 @@ def _write_video(
     shots: list[tuple[int, int]],
     depth,  # noqa: ANN001
     restart: bool,
+    ray: str | None = None,
+    spec=None,  # noqa: ANN001 - cluster.TaskSpec
+    ray_workers: int | None = None,
 ) -> tuple[int, int]:
-    """Encode every unfinished segment into the work folder, then join them into ``output``."""
+    """Encode every unfinished segment into the work folder (here, or on Ray workers when
+    ``ray`` is given), then join them into ``output``."""
     from framematrix.work import WorkFolder, work_folder_for
 
     config = job.config
@@ -650,29 +668,20 @@ def _write_video(
     encode = video_encoding(config, info).for_segments()
     total = sum(s.num_frames for s in pending)
     with job.progress.task("convert", total) as task:
-        for seg in pending:
-            job.progress.check()
-            frames = _segment_frames(job, work, seg, task)
-            target = work.path(seg)
-            sink = BackgroundConsumer(
-                lambda it, target=target: write_video_file(
-                    target, frames_of(it), fps=info.fps, encoding=encode
-                ),
-                size=2,
-                name="encode",
-            )
-            try:
-                for chunk in frames:
-                    sink.put(chunk)
-            except BaseException:
-                sink.abort()
-                if not any(work.done(s) for s in segments):
-                    work.remove()  # nothing to resume: leave nothing behind
-                raise
-            written = sink.close()
-            if config.fill == "diffusion":
-                _save_tail(job, work, seg)
-            work.finish(seg, written)
+        if ray is not None:
+            from framematrix.cluster import run_segments
+
+            run_segments(job, work, pending, ray, spec, task, workers=ray_workers)
+        else:
+            for seg in pending:
+                job.progress.check()
+                try:
+                    written = encode_segment(job, work, seg, task, encode)
+                except BaseException:
+                    if not any(work.done(s) for s in segments):
+                        work.remove()  # nothing to resume: leave nothing behind
+                    raise
+                work.finish(seg, written)
     with job.progress.task("join", len(segments), unit="segment") as task:
         join_video(
             [work.path(s) for s in segments],
@@ -685,6 +694,31 @@ def _write_video(
         task.update(len(segments))
     work.remove()
     return reused, len(segments)
+
+
+def encode_segment(job: _Job, work, seg, task, encode=None) -> Path:  # noqa: ANN001
+    """Encode one segment into its file in the work folder and return that file (the caller
+    records it with ``work.finish``); with the diffusion fill its tail is saved first."""
+    frames = _segment_frames(job, work, seg, task)
+    if encode is None:
+        encode = video_encoding(job.config, job.source.info).for_segments()
+    target = work.path(seg)
+    fps = job.source.info.fps
+    sink = BackgroundConsumer(
+        lambda it: write_video_file(target, frames_of(it), fps=fps, encoding=encode),
+        size=2,
+        name="encode",
+    )
+    try:
+        for chunk in frames:
+            sink.put(chunk)
+    except BaseException:
+        sink.abort()
+        raise
+    written = sink.close()
+    if job.config.fill == "diffusion":
+        _save_tail(job, work, seg)
+    return written
 
 
 def _tail_file(work, seg) -> Path:  # noqa: ANN001
