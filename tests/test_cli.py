@@ -71,10 +71,17 @@ def test_demo_writes_sbs_anaglyph_and_grid(tmp_path, capsys):
     assert anaglyph.frames.shape == (16, 320, 576, 3)
     grid = read_clip(tmp_path / "astronaut_views_grid.mp4")
     assert grid.frames.shape == (16, 960, 1728, 3)  # 8 views in a 3x3 grid
-    # Left half is the untouched source (left2right): equal up to H.264 loss.
-    source = cv2.imread(str(shared_or_package_frame()))[..., ::-1]
-    err = np.abs(sbs.frames[0, :, :576].astype(float) - source.astype(float)).mean()
+    # Left half is the source (left2right) with the default edge band cropped off both eyes:
+    # the watching default, 3 % of the width with a third in front, loses (1 - 1/3) * 3 % at
+    # the left edge and 1/3 * 3 % at the right (ceil of 11.52 and 5.76 px) and is scaled back.
+    from framematrix.export.edges import edge_band
+
+    source = cv2.imread(str(shared_or_package_frame()))[..., ::-1][None]
+    cropped, _ = edge_band(source, source, (12, 6), "crop")
+    err = np.abs(sbs.frames[0, :, :576].astype(float) - cropped[0].astype(float)).mean()
     assert err < 4.0
+    # ... and it is not the uncropped source
+    assert np.abs(sbs.frames[0, :, :576].astype(float) - source[0].astype(float)).mean() > 8.0
     # The right eye is filled: no black disocclusions left.
     right = sbs.frames[:, :, 576:]
     assert (right.max(axis=-1) < 8).mean() < 0.01
@@ -250,7 +257,15 @@ def test_help_states_defaults_and_units(capsys):
         main(["convert", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for expected in ("default: 0.08", "default: 800.0", "pixels", "default: fast", "default: sbs;"):
+    for expected in (
+        "default: 0.08",
+        "default: 800",
+        "pixels",
+        "default: fast",
+        "default: sbs;",
+        "default: 3)",
+        "default: 0.333",
+    ):
         assert expected in text, expected
 
 

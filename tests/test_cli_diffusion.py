@@ -36,6 +36,8 @@ def test_convert_astronaut_with_tiny_zeroscope(tmp_path, monkeypatch, capsys):
             "3",
             "--seed",
             "1",
+            "--depth-budget",
+            "paper",
             "-o",
             str(out),
             "-q",

@@ -134,7 +134,9 @@ def test_the_preview_equals_the_frame_that_convert_writes(tmp_path, clip):
 
     info = probe_input(clip, "clip.mp4")
     depth = tmp_path / "clip_depth.npy"
-    settings = Settings(preset="default", format="sbs", baseline=0.12, fill="fast")
+    settings = Settings(
+        preset="default", format="sbs", depth_budget=4.0, convergence=0.5, fill="fast"
+    )
     preview = preview_frame(info, 5, settings, tmp_path / "preview", depth_path=depth)
     config = settings.config()
     config.chunk_frames = fast_config().chunk_frames
@@ -179,13 +181,17 @@ def test_demo_clip_is_written_as_a_frame_folder_with_its_depth(tmp_path):
 
 
 def test_settings_map_to_a_config_and_refuse_bad_values():
-    config = Settings(preset="paper", format="half-sbs", baseline=0.05, fill="fast").config()
-    assert (config.format, config.stereo.baseline, config.fill) == ("half-sbs", 0.05, "fast")
+    config = Settings(preset="paper", format="half-sbs", depth_budget=0, fill="fast").config()
+    assert (config.format, config.stereo.depth_budget, config.fill) == ("half-sbs", None, "fast")
+    assert config.stereo.baseline == 0.08  # the paper's rig stays
     assert config.depth.flow == "raft-small"  # the rest of the preset stays
+    config = Settings(depth_budget=2.5, convergence=0.25).config()
+    assert (config.stereo.depth_budget, config.stereo.convergence) == (2.5, 0.25)
     for bad in (
         Settings(format="views"),
         Settings(fill="magic"),
-        Settings(baseline=0),
+        Settings(depth_budget=-1),
+        Settings(convergence=1.5),
         Settings(preset="x"),
     ):
         with pytest.raises(InputError):

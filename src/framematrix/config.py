@@ -8,17 +8,25 @@ from typing import Literal
 
 from framematrix.depth.config import DepthConfig
 from framematrix.fill.diffusion.config import DiffusionConfig
-from framematrix.geometry.config import StereoConfig
+from framematrix.geometry.config import WATCH_CONVERGENCE, WATCH_DEPTH_BUDGET, StereoConfig
 
 FillMethod = Literal["fast", "none", "diffusion"]
 FILL_METHODS: tuple[str, ...] = ("fast", "none", "diffusion")
+
+
+def watching_stereo() -> StereoConfig:
+    """The stereo rig for watching: a depth budget of 3 % of the width per shot with the screen
+    plane a third of the way from the nearest content (README, "How deep, and where the screen
+    is"). ``StereoConfig()`` alone is the paper's rig (baseline x focal / z, parallel)."""
+    return StereoConfig(depth_budget=WATCH_DEPTH_BUDGET, convergence=WATCH_CONVERGENCE)
 
 
 @dataclass
 class ConvertConfig:
     """Everything :func:`framematrix.convert` needs besides the input and output paths.
 
-    stereo: camera rig and warp (METHOD.md section 3).
+    stereo: camera rig and warp (METHOD.md section 3); default :func:`watching_stereo`
+        (depth budget 3 %, convergence 1/3), the ``paper`` preset the paper's rig.
     depth: depth estimation and stabilisation, used when no depth is given (sections 1-2).
     fill: ``fast`` (geometric, background-side fill, CPU), ``none`` (holes left black) or
         ``diffusion`` (the paper's frame-matrix denoising, section 4).
@@ -29,13 +37,20 @@ class ConvertConfig:
         ``yuv420p10le`` (10-bit, with H.265) or ``yuv444p``.
     chunk_frames: frames warped, filled and written at a time (bounds memory on long clips;
         also the diffusion window, 16 for zeroscope).
+    edge_band: the band entering the warped eye at the frame edges: ``crop`` (both eyes lose
+        it alike and are scaled back), ``mirror`` (reflected content, blurred), ``none``, or
+        ``auto`` (``crop`` with a depth budget and a geometric fill, else ``none``: the paper's
+        rig stays exact and the diffusion fill outpaints the band).
+    floating_window: mask the frame edges where content in front of the screen touches them
+        (a still window per shot).
+    max_width, max_height: scale the input down (aspect kept, even sizes) to fit; None = keep.
     shots: how cuts are found: ``auto`` (TransNetV2 when installed, else ``content``),
         ``transnet``, ``content``, ``none`` (one shot) or the path of a file of cut frames.
     segment_frames: most new frames in one resumable segment of a video output.
     device: torch device for geometry and models (None: CUDA when available, else CPU).
     """
 
-    stereo: StereoConfig = field(default_factory=StereoConfig)
+    stereo: StereoConfig = field(default_factory=watching_stereo)
     depth: DepthConfig = field(default_factory=DepthConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     fill: FillMethod = "fast"
@@ -48,6 +63,10 @@ class ConvertConfig:
     shots: str = "auto"
     name_tags: bool = False
     fov: float = 70.0
+    edge_band: str = "auto"
+    floating_window: bool = False
+    max_width: int | None = None
+    max_height: int | None = None
     segment_frames: int = 600
     device: str | None = None
 
@@ -66,6 +85,14 @@ class ConvertConfig:
             raise ValueError(f"fill must be one of {', '.join(FILL_METHODS)}, got {self.fill!r}")
         if self.chunk_frames < 1 or self.segment_frames < 1:
             raise ValueError("chunk_frames and segment_frames must be >= 1")
+        if self.edge_band not in ("auto", "crop", "mirror", "none"):
+            raise ValueError(
+                f"edge_band must be auto, crop, mirror or none, got {self.edge_band!r}"
+            )
+        for name in ("max_width", "max_height"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ValueError(f"{name} must be >= 2 pixels, got {value}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
 
@@ -81,8 +108,9 @@ def _preset_fast() -> ConvertConfig:
 
 
 def _preset_paper() -> ConvertConfig:
-    """The paper's full method: 8 views, diffusion fill with its default schedule."""
-    cfg = ConvertConfig(fill="diffusion")
+    """The paper's full method: its rig (baseline 0.08, focal 800, parallel: no depth budget),
+    8 views, diffusion fill with its default schedule."""
+    cfg = ConvertConfig(fill="diffusion", stereo=StereoConfig(), edge_band="none")
     cfg.depth.flow = "raft-small"
     return cfg
 

@@ -53,6 +53,24 @@ def in_range(lo: float, hi: float, kind: type = float) -> Callable[[str], Any]:
     return parse
 
 
+def depth_budget_value(text: str) -> float | None:
+    """``--depth-budget``: a percentage in 0..50, or ``paper`` for the paper's rig (None)."""
+    if text.strip().lower() in ("paper", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a percentage in 0..50 or 'paper': {text}"
+        ) from None
+    if not 0 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"must be in 0..50 (percent of the width): {text}")
+    return value
+
+
+depth_budget_value.__name__ = "percent"
+
+
 def odd_window(text: str) -> int:
     value = int(text)
     if value < 1 or value % 2 == 0:
@@ -66,7 +84,8 @@ class Option:
 
     kind: ``value`` (takes an argument), ``flag`` (store_true) or ``bool`` (--x / --no-x).
     default: only for ``job.*`` targets; others take the config dataclass's default.
-    preset_override: left out, the diffusion preset's value holds (argparse SUPPRESS).
+    preset_override: left out, the option is absent from the parsed namespace (argparse
+        SUPPRESS) and the preset's value holds, so code can tell whether it was given.
     """
 
     flag: str
@@ -122,18 +141,22 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--baseline",
         "stereo.baseline",
-        "distance between the two eye cameras, in scene units (depth normalised to z in"
-        " [0.9, 10] with the defaults; beyond ~0.08 disocclusions grow large)",
+        "the paper's rig: distance between the two eye cameras, in scene units (depth"
+        " normalised to z in [0.9, 10]; beyond ~0.08 disocclusions grow large); giving it (or"
+        " --focal) without --depth-budget selects the paper's rig",
         G_STEREO,
         type=float,
+        preset_override=True,
     ),
     Option(
         "--focal",
         "stereo.focal",
         "focal length, pixels; the eye shift is focal x baseline / depth pixels, so for the"
-        " paper's effect on other widths scale it with the width (800 at 576 px, 1600 at 1152)",
+        " paper's effect on other widths scale it with the width (800 at 576 px, 1600 at 1152);"
+        " implies the paper's rig like --baseline",
         G_STEREO,
         type=positive(float),
+        preset_override=True,
     ),
     Option(
         "--near",
@@ -154,17 +177,19 @@ OPTIONS: tuple[Option, ...] = (
         "stereo.depth_budget",
         "3D strength: parallax between the eyes from each shot's farthest to its nearest content"
         " (1st-99th percentile of depth), in percent of the output width, the same at any"
-        " resolution (e.g. 3); unset = the paper's rig from --baseline/--focal",
+        " resolution; 'paper' = the paper's parallel rig from --baseline/--focal",
         G_STEREO,
-        type=in_range(0, 50),
+        type=depth_budget_value,
+        preset_override=True,
     ),
     Option(
         "--convergence",
         "stereo.convergence",
-        "with --depth-budget: where the screen plane sits in that range: 0 = at the nearest"
-        " content (everything behind the screen), 1 = at the farthest (everything in front)",
+        "where the screen plane sits in the depth budget: 0 = at the nearest content"
+        " (everything behind the screen), 1 = at the farthest (everything in front)",
         G_STEREO,
         type=in_range(0, 1),
+        preset_override=True,
     ),
     Option(
         "--warp",
@@ -379,6 +404,41 @@ OPTIONS: tuple[Option, ...] = (
         type=in_range(1, 179),
     ),
     Option(
+        "--edge-band",
+        "edge_band",
+        "the band that enters the warped eye at the left/right frame edges (content the source"
+        " never showed): crop = both eyes lose it alike and are scaled back; mirror = filled"
+        " with the eye's own content reflected and blurred; none; auto = crop with a depth"
+        " budget and a geometric fill, else none",
+        G_OUT,
+        choices=("auto", "crop", "mirror", "none"),
+    ),
+    Option(
+        "--floating-window",
+        "floating_window",
+        "mask the frame edges where content in front of the screen touches them, so the"
+        " window stands in front of it (one still window per shot)",
+        G_OUT,
+        kind="bool",
+    ),
+    Option(
+        "--max-width",
+        "max_width",
+        "scale the input down to at most this width (aspect kept; the output of sbs is twice"
+        " as wide)",
+        G_OUT,
+        type=at_least(2),
+        metavar="PX",
+    ),
+    Option(
+        "--max-height",
+        "max_height",
+        "scale the input down to at most this height (aspect kept)",
+        G_OUT,
+        type=at_least(2),
+        metavar="PX",
+    ),
+    Option(
         "--chunk-frames",
         "chunk_frames",
         "frames processed at a time (memory bound)",
@@ -420,6 +480,15 @@ OPTIONS: tuple[Option, ...] = (
         "--restart",
         "job.restart",
         "discard the work of an interrupted earlier run instead of resuming it",
+        G_LONG,
+        kind="flag",
+        default=False,
+    ),
+    Option(
+        "--keep-going",
+        "job.keep_going",
+        "batch (the input is a folder of videos): after a file that fails, go on with the others"
+        " (else the batch stops there); outputs already complete are always skipped",
         G_LONG,
         kind="flag",
         default=False,
@@ -507,9 +576,14 @@ def add_options(
                 g.add_argument(*flags, action="store_true", help=opt.help)
                 continue
             default = argparse.SUPPRESS if opt.preset_override else default_of(opt)
+            text = opt.help
+            if opt.preset_override and not opt.target.startswith(("diffusion.", "job.")):
+                shown = default_of(opt)  # left out, the config's value holds: say which
+                shown = f"{shown:.3g}" if isinstance(shown, float) else shown
+                text = f"{text} (default: {shown})"
             if opt.kind == "bool":
                 g.add_argument(
-                    *flags, action=argparse.BooleanOptionalAction, default=default, help=opt.help
+                    *flags, action=argparse.BooleanOptionalAction, default=default, help=text
                 )
                 continue
             g.add_argument(
@@ -517,7 +591,7 @@ def add_options(
                 type=opt.type,
                 choices=opt.choices,
                 default=default,
-                help=opt.help,
+                help=text,
                 metavar=opt.metavar,
             )
 
@@ -541,6 +615,9 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - ConvertConfig
             setattr(getattr(cfg, section), name, value)
         elif value is not None:
             setattr(cfg, name, value)
+    paper_rig = "baseline" in values or "focal" in values
+    if paper_rig and "depth_budget" not in values:
+        cfg.stereo.depth_budget = None  # --baseline/--focal: the paper's parametrisation
     device = values.get("device")
     allow = bool(values.get("allow_download", False))
     cfg.device = device

@@ -45,6 +45,7 @@ from framematrix.export.sinks import (
 )
 from framematrix.fingerprint import input_fingerprint, settings_fingerprint
 from framematrix.geometry.build import build_frame_matrix
+from framematrix.io.source import FrameSource
 from framematrix.matrix import FrameMatrix
 from framematrix.models import ModelSession
 from framematrix.progress import Progress
@@ -158,13 +159,20 @@ def source_fingerprint(source) -> str:  # noqa: ANN001
     return getattr(source, "fingerprint", None) or input_fingerprint(source.info.path)
 
 
-def open_input(input, fps: float | None = None):  # noqa: ANN001, ANN201
-    """A frame source from a path, or the given source object itself."""
+def open_input(input, fps: float | None = None, config: ConvertConfig | None = None):  # noqa: ANN001, ANN201
+    """A frame source from a path, or the given source object itself; scaled down to the
+    config's ``max_width`` / ``max_height`` (:class:`framematrix.io.scaled.ScaledSource`)."""
     from framematrix.io.source import open_source
 
     if hasattr(input, "iter_chunks") and hasattr(input, "info"):
-        return input
-    return open_source(Path(input), fps=fps)
+        source = input
+    else:
+        source = open_source(Path(input), fps=fps)
+    if config is not None and (config.max_width or config.max_height):
+        from framematrix.io.scaled import scaled_source
+
+        return scaled_source(source, config.max_width, config.max_height)
+    return source
 
 
 class _ArrayDepth:
@@ -175,18 +183,29 @@ class _ArrayDepth:
         return np.asarray(self.depth[start:stop], np.float32)
 
 
-def _given_depth_reader(depth, info):  # noqa: ANN001, ANN202
-    shape = (info.num_frames, info.height, info.width)
+def _given_depth_reader(depth, source, kind: str = "relative"):  # noqa: ANN001, ANN202
+    """A lazy reader of the given depth at the source's size: depth of the input's own size,
+    resized with the frames when the source is scaled (``--max-width``)."""
+    info = source.info
+    native = getattr(source, "native", info)
+    shape = (native.num_frames, native.height, native.width)
     if isinstance(depth, (str, Path)):
         from framematrix.io.depth_video import open_depth
 
-        return open_depth(
-            Path(depth), num_frames=info.num_frames, height=info.height, width=info.width
+        reader = open_depth(
+            Path(depth), num_frames=native.num_frames, height=native.height, width=native.width
         )
-    array = np.asarray(depth, dtype=np.float32)
-    if array.shape != shape:
-        raise InputError(f"depth array has shape {array.shape}, expected {shape}")
-    return _ArrayDepth(array)
+    else:
+        array = np.asarray(depth, dtype=np.float32)
+        if array.shape != shape:
+            raise InputError(f"depth array has shape {array.shape}, expected {shape}")
+        reader = _ArrayDepth(array)
+    if (native.width, native.height) == (info.width, info.height):
+        return reader
+    from framematrix.io.scaled import ScaledDepth
+
+    scale = info.width / native.width if kind == "disparity-px" else 1.0
+    return ScaledDepth(reader, (info.width, info.height), disparity_scale=scale)
 
 
 def prepare_depth(
@@ -213,7 +232,7 @@ def prepare_depth(
     kind = stereo.depth_kind
     kwargs = {"kind": kind, "near": stereo.near, "far": stereo.far}
     if depth is not None:
-        reader = _given_depth_reader(depth, info)
+        reader = _given_depth_reader(depth, source, kind)
         name = str(depth) if isinstance(depth, (str, Path)) else f"depth of {info.path}"
         stats = compute_shot_stats(reader, shots, progress=progress, **kwargs)
         return ShotDepth(reader, shots, stats, source=name, **kwargs)
@@ -385,6 +404,8 @@ class _Job:
         self.last_fill = None
         self.holes = 0.0
         self.views = 0
+        self.edge_mode, self.floating = edge_settings(config)
+        self._edges: dict[int, tuple] = {}
 
     def _views_to_fill(self, matrix: FrameMatrix) -> list[int]:
         if self.eyes_only or not self.config.diffusion.multiview:
@@ -461,9 +482,108 @@ class _Job:
             yield matrix
 
     def output_frames(self, start: int, end: int, shot: int, task) -> Iterator[np.ndarray]:  # noqa: ANN001
-        fmt = self.config.format
         for matrix in self.matrices(start, end, shot, task):
-            yield matrix_to_output_frames(matrix, fmt, self.config.fov)
+            yield self.compose(matrix, shot)
+
+    def edges_of(self, shot: int) -> tuple | None:
+        """``(plan, band_px, window_px)`` of a shot's frame-edge treatment, or None."""
+        if self.edge_mode == "none" and not self.floating:
+            return None
+        if shot not in self._edges:
+            self._edges[shot] = _shot_edges(self, shot)
+        return self._edges[shot]
+
+    def eye_pair(self, matrix: FrameMatrix, shot: int) -> tuple[np.ndarray, np.ndarray]:
+        """The filled eyes of one chunk of ``shot``, ``[F, H, W, 3]`` uint8 each, with the
+        edge band and floating window applied (:func:`framematrix.export.edges.finish_eyes`)."""
+        left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
+        edges = self.edges_of(shot)
+        if edges is None:
+            return left, right
+        from framematrix.export.edges import finish_eyes
+
+        plan, band, window = edges
+        return finish_eyes(
+            left,
+            right,
+            plan,
+            band_mode=self.edge_mode,
+            band_px=band,
+            floating=window is not None,
+            window_px=window,
+            mode=self.config.stereo.mode,
+        )
+
+    def compose(self, matrix: FrameMatrix, shot: int) -> np.ndarray:
+        """Output frames ``[F, H', W', 3]`` uint8 of one filled chunk of ``shot``."""
+        fmt = self.config.format
+        if fmt in MULTIVIEW_FORMATS or self.edges_of(shot) is None:
+            return matrix_to_output_frames(matrix, fmt, self.config.fov)
+        left, right = self.eye_pair(matrix, shot)
+        if fmt == "vr180":
+            from framematrix.export.vr180 import compose_vr180
+
+            return compose_vr180(left, right, fov_deg=self.config.fov)
+        return compose_stereo(left, right, fmt)
+
+
+def edge_settings(config: ConvertConfig) -> tuple[str, bool]:
+    """``(edge band mode, floating window)`` that apply to ``config``: ``auto`` resolved
+    (``crop`` with a depth budget and a geometric fill, else ``none``). Raises InputError for an
+    edge treatment asked of a rig or depth it cannot serve, or of a multi-view output."""
+    mode, floating = config.edge_band, bool(config.floating_window)
+    stereo = config.stereo
+    if mode == "auto":
+        geometric = config.fill != "diffusion" and config.format not in MULTIVIEW_FORMATS
+        usable = stereo.mode != "middle2leftright" and stereo.depth_kind != "disparity-px"
+        mode = "crop" if geometric and usable and stereo.depth_budget is not None else "none"
+    if mode == "none" and not floating:
+        return mode, floating
+    what = f"--edge-band {mode}" if mode != "none" else "--floating-window"
+    if config.format in MULTIVIEW_FORMATS:
+        raise InputError(f"{what} is for stereo outputs, not --format {config.format}")
+    if stereo.mode == "middle2leftright":
+        raise InputError(f"{what} needs --mode left2right or right2left (one warped eye)")
+    if stereo.depth_kind == "disparity-px":
+        raise InputError(f"{what} needs relative or metric depth (shot statistics)")
+    return mode, floating
+
+
+def _shot_edges(job: _Job, shot: int) -> tuple:
+    """The edge treatment of one shot: its plan (with statistics), the band from the plan's
+    1st..99th percentile parallax (one width for the whole shot, so a crop does not zoom in and
+    out), and with a floating window the largest crossed disparity at either frame edge over the
+    shot (a still window; read from the depth, 1 % of the width at each edge)."""
+    from framematrix.export.edges import band_from_plan, edge_crossed_disparity
+    from framematrix.geometry.parallax import disparity_px
+
+    width = job.source.info.width
+    stats, plan = _shot_plan(job.depth.stats[shot], job.config.stereo, width)
+    if plan.stats is None:
+        plan = dataclasses.replace(plan, stats=stats)
+    band = (0, 0)
+    if job.edge_mode != "none":
+        band = band_from_plan(plan, job.config.stereo.mode, robust=True)
+        # at most a quarter of the width in all: a crop beyond that would be a zoom
+        limit = width // 4
+        if sum(band) > limit:
+            factor = limit / sum(band)
+            band = (int(band[0] * factor), int(band[1] * factor))
+    window = None
+    if job.floating:
+        a, b = job.depth.shots[shot]
+        edge = max(1, int(round(0.01 * width)))
+        normalizer = job.depth.normalizer(shot)
+        win_l = win_r = 0.0
+        for start in range(a, b, 32):
+            raw = np.array(job.depth.read(start, min(b, start + 32)), np.float32)
+            sides = np.concatenate([raw[:, :, :edge], raw[:, :, width - edge :]], axis=2)
+            d = disparity_px(normalizer.inverse(torch.from_numpy(sides)).numpy(), plan)
+            # the two sides side by side: the first `edge` columns left, the last right
+            left, right = edge_crossed_disparity(d, edge)
+            win_l, win_r = max(win_l, float(left.max())), max(win_r, float(right.max()))
+        window = (win_l, win_r)
+    return plan, band, window
 
 
 def _identity(
@@ -562,7 +682,7 @@ def convert(
     clean_stale_temporaries(output)
     cache = Path(cache_dir) if cache_dir is not None else output.parent / ".framematrix-cache"
 
-    with open_input(input, fps) as source:
+    with open_input(input, fps, config) as source:
         info = source.info
         rng = frame_range(info.num_frames, info.fps, start, end)
         shots = find_shots(source, *rng, config, progress=prog, cache_dir=cache)
@@ -765,7 +885,7 @@ def _segment_frames(job: _Job, work, seg, task) -> Iterator[np.ndarray]:  # noqa
         )
         carry = carry_from(unfilled, views, np.load(tail)[:, -k:])
     for matrix in job.diffusion_segment(windows, seg.shot, task, carry):
-        yield matrix_to_output_frames(matrix, job.config.format, job.config.fov)
+        yield job.compose(matrix, seg.shot)
 
 
 def _write_stream(
@@ -791,12 +911,9 @@ def _write_stream(
         if config.format == "views":
             _write_views_folder(output, (m for _, m in chunks_in_order(task)), names, overwrite)
         elif config.format == "spatial":
-            _write_spatial(job, output, (m for _, m in chunks_in_order(task)))
+            _write_spatial(job, output, chunks_in_order(task))
         else:
-            frames = frames_of(
-                matrix_to_output_frames(m, config.format, config.fov)
-                for _, m in chunks_in_order(task)
-            )
+            frames = frames_of(job.compose(m, shot) for shot, m in chunks_in_order(task))
             if kind == "image":
                 images = list(frames)
                 if len(images) != 1:
@@ -827,13 +944,13 @@ def _write_views_folder(
     return output
 
 
-def _write_spatial(job: _Job, output: Path, matrices: Iterator[FrameMatrix]) -> Path:
+def _write_spatial(job: _Job, output: Path, matrices: Iterator[tuple[int, FrameMatrix]]) -> Path:
     """Apple spatial video: the eyes as a two-layer MV-HEVC .mov (export.mvhevc)."""
     from framematrix.export.mvhevc import write_spatial_video
 
     def pairs() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for matrix in matrices:
-            left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
+        for shot, matrix in matrices:
+            left, right = job.eye_pair(matrix, shot)
             yield from zip(left, right)
 
     info = job.source.info
@@ -866,7 +983,7 @@ def save_matrix(matrix: FrameMatrix, folder: Path, *, start: int = 0) -> None:
 
 
 def _open_for_depth(input, fps, config, depth, cache_dir, progress, session):  # noqa: ANN001, ANN202
-    source = open_input(input, fps)
+    source = open_input(input, fps, config)
     info = source.info
     cache = Path(cache_dir)
     shots = find_shots(source, 0, info.num_frames, config, progress=progress, cache_dir=cache)
@@ -1006,7 +1123,7 @@ def stabilize_depth_files(
     with open_input(input, fps) as source:
         info = source.info
         shots = find_shots(source, 0, info.num_frames, config, progress=prog, cache_dir=cache)
-        reader = _given_depth_reader(depth, info)
+        reader = _given_depth_reader(depth, source, config.stereo.depth_kind)
         key = settings_fingerprint(["given-stable", input_fingerprint(depth), shots])
         store = DepthStore(cache / f"depth-{key}", info.num_frames, info.height, info.width)
         estimate_into_store(
@@ -1022,24 +1139,65 @@ def stabilize_depth_files(
 # ----------------------------------------------------------------------------- comfort
 
 
-def _shot_plans(shot_depth, config: ConvertConfig, width: int):  # noqa: ANN001, ANN202
-    """Per shot: (ShotStats, ParallaxPlan) of the settings: the depth budget and convergence,
-    or the paper's rig (focal x baseline / z) when no budget is set."""
+def _shot_plan(st, stereo, width: int):  # noqa: ANN001, ANN202
+    """(ShotStats, ParallaxPlan) of one shot's depth statistics ``st`` (ShotDepthStats) with
+    the settings: the depth budget and convergence, or the paper's rig (focal x baseline / z)
+    when no budget is set."""
     from framematrix.geometry.parallax import ShotStats, paper_plan, plan_parallax
 
-    stereo = config.stereo
-    out = []
-    for st in shot_depth.stats:
-        if st.inv_p1 is None:
-            raise InputError(f"depth of frames {st.start}-{st.end - 1} has no finite value")
-        lo, hi = min(st.inv_min, st.inv_p1), max(st.inv_max, st.inv_p99)
-        stats = ShotStats(st.start, st.end, lo, st.inv_p1, st.inv_p50, st.inv_p99, hi)
-        if stereo.depth_budget is None:
-            plan = paper_plan(width, stereo.focal, stereo.baseline)
-        else:
-            plan = plan_parallax(stats, width, stereo.depth_budget, stereo.convergence)
-        out.append((stats, plan))
-    return out
+    if st.inv_p1 is None or st.inv_p99 is None:
+        raise InputError(f"depth of frames {st.start}-{st.end - 1} has no finite value")
+    lo, hi = min(st.inv_min, st.inv_p1), max(st.inv_max, st.inv_p99)
+    stats = ShotStats(st.start, st.end, lo, st.inv_p1, st.inv_p50, st.inv_p99, hi)
+    if stereo.depth_budget is None:
+        return stats, paper_plan(width, stereo.focal, stereo.baseline)
+    return stats, plan_parallax(stats, width, stereo.depth_budget, stereo.convergence)
+
+
+def _shot_plans(shot_depth, config: ConvertConfig, width: int):  # noqa: ANN001, ANN202
+    """Per shot: (ShotStats, ParallaxPlan) of the settings (see :func:`_shot_plan`)."""
+    return [_shot_plan(st, config.stereo, width) for st in shot_depth.stats]
+
+
+def eye_pair_of(
+    input: str | Path | FrameSource,
+    frame: int,
+    *,
+    depth: str | Path | np.ndarray | None = None,
+    config: ConvertConfig | None = None,
+    fps: float | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool | Progress = False,
+    session: ModelSession | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The left and right eye of one frame, ``[H, W, 3]`` uint8 each, exactly as ``convert``
+    writes them with ``config`` (the shot's depth statistics, warp, fill, edge band and floating
+    window). The diffusion fill is replaced by the fast fill (a preview must be quick); its
+    frame edges stay as the diffusion convert would treat them."""
+    config = (config or ConvertConfig()).copy()
+    mode, floating = edge_settings(config)
+    config.edge_band, config.floating_window = mode, floating
+    if config.fill == "diffusion":
+        config.fill = "fast"
+    if config.format in MULTIVIEW_FORMATS:
+        config.format = "sbs"
+    prog = Progress.of(progress)
+    session = session or ModelSession()
+    cache = Path(cache_dir) if cache_dir is not None else Path(".framematrix-cache")
+    with open_input(input, fps, config) as source:
+        info = source.info
+        if not 0 <= frame < info.num_frames:
+            raise InputError(f"{input}: frame {frame} is outside 0..{info.num_frames - 1}")
+        shots = find_shots(source, 0, info.num_frames, config, progress=prog, cache_dir=cache)
+        shot_depth = prepare_depth(
+            source, shots, depth, config, session=session, cache_dir=cache, progress=prog
+        )
+        job = _Job(source, shot_depth, config, session, prog)
+        shot = shot_depth.shot_of(frame)
+        matrix = job.build(frame, source.read(frame, frame + 1), shot)
+        filled = job.filler.fast(matrix, job._views_to_fill(matrix)).to("cpu")
+        left, right = job.eye_pair(filled, shot)
+    return left[0], right[0]
 
 
 def comfort_report_of(

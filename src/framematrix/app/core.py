@@ -323,12 +323,18 @@ def diffusion_weights_found(model: str = "cerspense/zeroscope_v2_576w") -> bool:
 
 @dataclass
 class Settings:
-    """The options of the page."""
+    """The options of the page.
+
+    depth_budget: total parallax of a shot in percent of the width (``--depth-budget``); 0 or
+    None keeps the preset's rig (the ``paper`` preset: the paper's baseline and focal, parallel
+    cameras). convergence: where the screen plane sits in that range, 0 = nearest content,
+    1 = farthest (``--convergence``).
+    """
 
     preset: str = "default"
     format: str = "sbs"
-    baseline: float = 0.08
-    # Depth budget and convergence (issue 8) go here when that lands: they replace baseline.
+    depth_budget: float | None = 3.0
+    convergence: float = 1 / 3
     fill: str = "fast"
     depth_model: str | None = None
 
@@ -339,11 +345,16 @@ class Settings:
             raise InputError(f"unknown output format {self.format!r}")
         if self.fill not in FILL_CHOICES:
             raise InputError(f"unknown fill method {self.fill!r}")
-        if not 0 < float(self.baseline) <= 1:
-            raise InputError(f"baseline must be in (0, 1], got {self.baseline}")
+        budget = float(self.depth_budget or 0.0)
+        if not 0 <= budget <= 20:
+            raise InputError(f"depth budget must be in [0, 20] % of the width, got {budget}")
+        if not 0 <= float(self.convergence) <= 1:
+            raise InputError(f"convergence must be in [0, 1], got {self.convergence}")
         cfg = preset(self.preset)
         cfg.format = self.format
-        cfg.stereo.baseline = float(self.baseline)
+        if budget > 0:
+            cfg.stereo.depth_budget = budget
+            cfg.stereo.convergence = float(self.convergence)
         cfg.fill = self.fill  # type: ignore[assignment]
         if self.depth_model:
             cfg.depth.model = self.depth_model
@@ -378,73 +389,62 @@ def preview_frame(
     folder: Path,
     *,
     depth_path: Path | None,
-    models=None,
+    models=None,  # noqa: ANN001
 ) -> Preview:
     """Convert frame ``index`` with ``settings``: anaglyph, SBS, a left/right wiggle GIF and the
-    depth map, written into ``folder`` (PNG/GIF). Depth comes from ``depth_path`` (normalised
-    over the whole clip, as ``convert`` does) or is estimated for this frame with the chosen
-    model (``models``: a ModelSession). Holes are filled with the fast fill (also for
-    ``diffusion``, which is too slow for a preview; said in ``note``)."""
+    depth map, written into ``folder`` (PNG/GIF).
+
+    With ``depth_path`` the eyes are exactly those ``convert`` writes for that frame
+    (:func:`framematrix.pipeline.eye_pair_of`: the shot's statistics, edge band, floating
+    window). Without, depth is estimated for this one frame with the chosen model (``models``:
+    a ModelSession), normalised over the frame alone and not steadied (said in ``note``).
+    Holes are filled with the fast fill, also for ``diffusion`` (said in ``note``)."""
     import cv2
-    import torch
     from PIL import Image
 
-    from framematrix.geometry.build import build_frame_matrix
-    from framematrix.geometry.normalize import depth_to_z
+    from framematrix.io.array_source import ArraySource
+    from framematrix.models import ModelSession
+    from framematrix.pipeline import eye_pair_of
 
     config = settings.config()
     index = int(min(max(index, 0), info.frames - 1))
-    frame = read_input_frame(info, index)
-    stereo = config.stereo
+    models = models or ModelSession()
+    cache = folder.parent / "cache"
     notes = []
     if depth_path is not None:
         from framematrix.io.depth_files import read_depth
 
-        clip_depth = read_depth(depth_path, (info.frames, info.height, info.width))
-        values = torch.from_numpy(np.ascontiguousarray(clip_depth, dtype=np.float32))
-        raw = clip_depth[index]
+        raw = read_depth(depth_path, (info.frames, info.height, info.width))[index]
+        left, right = eye_pair_of(
+            info.path,
+            index,
+            depth=depth_path,
+            config=config,
+            fps=info.fps if info.kind == "frames" else None,
+            cache_dir=cache,
+            session=models,
+        )
     else:
         from framematrix.depth.estimate import estimate_depth
-        from framematrix.models import ModelSession
 
-        models = models or ModelSession()
+        frame = read_input_frame(info, index)
         model = models.depth_model(config.depth)
         raw = estimate_depth(
-            frame[None],
-            model,
-            1,
-            False,
-            config.depth.input_size,
-            config.depth.multiple,
+            frame[None], model, 1, False, config.depth.input_size, config.depth.multiple
         )[0]
-        values = torch.from_numpy(raw[None].astype(np.float32))
+        one = config.copy()
+        one.shots = "none"
+        left, right = eye_pair_of(
+            ArraySource(frame[None], name=f"{info.name}#{index}"),
+            0,
+            depth=raw[None].astype(np.float32),
+            config=one,
+            cache_dir=cache,
+            session=models,
+        )
         notes.append(f"depth estimated for this frame with {config.depth.model}, not steadied")
-    kind = stereo.depth_kind
-    if kind != "disparity-px":
-        values = depth_to_z(values, kind, near=stereo.near, far=stereo.far)
-        kind = "metric"
-    z = values[index : index + 1] if values.shape[0] > 1 else values
-    views = 3 if stereo.mode == "middle2leftright" else 2
-    matrix = build_frame_matrix(
-        frame[None],
-        z,
-        mode=stereo.mode,
-        views=views,
-        baseline=stereo.baseline,
-        focal=stereo.focal,
-        near=stereo.near,
-        far=stereo.far,
-        planes=stereo.planes,
-        depth_kind=kind,
-        device="cpu",
-    )
-    if config.fill != "none":
-        from framematrix.fill.fast import fill_matrix_fast
-
-        matrix = fill_matrix_fast(matrix, views=[matrix.left_view, matrix.right_view])
-        if config.fill == "diffusion":
-            notes.append("preview holes filled with the fast fill (diffusion runs at Convert)")
-    left, right = ((eye.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy() for eye in matrix.eyes())
+    if config.fill == "diffusion":
+        notes.append("preview holes filled with the fast fill (diffusion runs at Convert)")
     folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{int(time.time() * 1000) % 10**9:09d}"  # new names: the browser does not cache
     paths = Preview(
@@ -454,6 +454,7 @@ def preview_frame(
         depth=folder / f"preview_{stamp}_depth.png",
         note="; ".join(notes),
     )
+    left, right = left[None], right[None]
     Image.fromarray(compose_stereo(left, right, "anaglyph")[0]).save(paths.anaglyph)
     Image.fromarray(compose_stereo(left, right, "sbs")[0]).save(paths.sbs)
     eyes = [Image.fromarray(left[0]), Image.fromarray(right[0])]

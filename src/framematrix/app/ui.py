@@ -145,9 +145,14 @@ def build_app(
     def tab(request: gr.Request):
         return work.get(request.session_hash or "anonymous")
 
-    def settings_of(preset_name, fmt, baseline, fill, model) -> Settings:
+    def settings_of(preset_name, fmt, budget, convergence, fill, model) -> Settings:
         return Settings(
-            preset=preset_name, format=fmt, baseline=baseline, fill=fill, depth_model=model
+            preset=preset_name,
+            format=fmt,
+            depth_budget=budget,
+            convergence=convergence,
+            fill=fill,
+            depth_model=model,
         )
 
     # -- handlers ------------------------------------------------------------------------
@@ -220,11 +225,13 @@ def build_app(
 
     def on_preset(name):
         try:
-            return preset(name).fill
+            chosen = preset(name)
         except ValueError:
-            return gr.update()
+            return gr.update(), gr.update(), gr.update()
+        budget = chosen.stereo.depth_budget or 0.0  # 0: the preset's own rig (paper)
+        return chosen.fill, budget, chosen.stereo.convergence
 
-    def on_preview(index, preset_name, fmt, baseline, fill, model, request: gr.Request):
+    def on_preview(index, preset_name, fmt, budget, conv, fill, model, request: gr.Request):
         browser = tab(request)
         blank = (None, None, None, None)
         if browser.input is None:
@@ -235,7 +242,7 @@ def build_app(
             preview = preview_frame(
                 browser.input,
                 int(index or 0),
-                settings_of(preset_name, fmt, baseline, fill, model),
+                settings_of(preset_name, fmt, budget, conv, fill, model),
                 browser.folder / "preview",
                 depth_path=browser.depth,
                 models=session.models,
@@ -253,7 +260,7 @@ def build_app(
             _message(note),
         )
 
-    def on_convert(preset_name, fmt, baseline, fill, model, request: gr.Request):
+    def on_convert(preset_name, fmt, budget, conv, fill, model, request: gr.Request):
         browser = tab(request)
         if browser.input is None:
             yield progress_html(None), None, "⚠ upload an input video or image first"
@@ -266,7 +273,7 @@ def build_app(
             yield progress_html(None), None, "⚠ no depth model found here: upload a depth video"
             return
         try:
-            config = settings_of(preset_name, fmt, baseline, fill, model).config()
+            config = settings_of(preset_name, fmt, budget, conv, fill, model).config()
         except Exception as exc:
             yield progress_html(None), None, _friendly(exc)
             return
@@ -337,15 +344,21 @@ def build_app(
                 format_box = gr.Dropdown(
                     list(APP_FORMATS), value="sbs", label="Output format", elem_id="fm-format"
                 )
-                # Stereo strength: depth budget and convergence (issue 8) will replace the
-                # baseline here once the library has them.
-                baseline_box = gr.Slider(
-                    0.01,
-                    0.2,
-                    value=0.08,
-                    step=0.005,
-                    label="Baseline (scene units; the paper's 0.08)",
-                    elem_id="fm-baseline",
+                budget_box = gr.Slider(
+                    0.0,
+                    10.0,
+                    value=Settings.depth_budget,
+                    step=0.1,
+                    label="Depth budget (% of width; 0 = the preset's rig)",
+                    elem_id="fm-depth-budget",
+                )
+                convergence_box = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=Settings.convergence,
+                    step=0.05,
+                    label="Convergence (0 = all behind the screen, 1 = all in front)",
+                    elem_id="fm-convergence",
                 )
                 fill_box = gr.Dropdown(
                     fill_labels, value="fast", label="Fill method", elem_id="fm-fill"
@@ -390,7 +403,7 @@ def build_app(
         progress = gr.HTML(progress_html(None), elem_id="fm-progress-box")
         result = gr.File(label="Result", interactive=False, elem_id="fm-result")
 
-        options = [preset_box, format_box, baseline_box, fill_box, model_box]
+        options = [preset_box, format_box, budget_box, convergence_box, fill_box, model_box]
         input_outputs = [input_file, input_info, message, frame_box, first_frame]
         input_file.upload(on_input, [input_file], input_outputs)
         input_file.clear(on_input_clear, None, input_outputs)
@@ -401,7 +414,7 @@ def build_app(
         )
         depth_file.upload(on_depth, [depth_file], [depth_file, depth_info, message])
         depth_file.clear(on_depth_clear, None, [depth_file, depth_info, message])
-        preset_box.change(on_preset, [preset_box], [fill_box])
+        preset_box.change(on_preset, [preset_box], [fill_box, budget_box, convergence_box])
         preview_button.click(
             on_preview,
             [frame_box, *options],

@@ -167,19 +167,26 @@ def band_from_masks(masks: np.ndarray, quantile: float = 0.99) -> tuple[int, int
     return out[0], out[1]
 
 
-def band_from_plan(plan: ParallaxPlan, mode: str = "left2right") -> tuple[int, int]:
-    """Upper bound of the entering band of a shot from its plan alone (before any warp).
+def band_from_plan(
+    plan: ParallaxPlan, mode: str = "left2right", robust: bool = False
+) -> tuple[int, int]:
+    """The entering band of a shot from its plan alone (before any warp).
 
     With ``left2right`` the right eye is warped (``u' = u - disparity``): its right edge lacks
     at most the largest crossed disparity, ``s (d_max - d_c)``, its left edge the largest
-    uncrossed one, ``s (d_c - d_min)``; ``right2left`` mirrors that. Uses the shot's min / max,
-    so it is safe for every frame of the shot (at most the shot's whole parallax range). Returns
+    uncrossed one, ``s (d_c - d_min)``; ``right2left`` mirrors that. With the shot's min / max
+    this bounds every frame of the shot; ``robust`` uses its 1st / 99th percentiles instead
+    (the depth budget's own range: a few outlying pixels do not widen the band, and the 1 %
+    nearest or farthest that reach an edge are left to the fill). Returns
     ``(left_px, right_px)``.
     """
     if plan.stats is None:
         raise ShapeError("the plan has no shot statistics (paper rig?): measure the band instead")
-    crossed = max(0.0, plan.scale_px * (plan.stats.d_max - plan.d_c))
-    uncrossed = max(0.0, plan.scale_px * (plan.d_c - plan.stats.d_min))
+    near, far = (
+        (plan.stats.d_p99, plan.stats.d_p1) if robust else (plan.stats.d_max, plan.stats.d_min)
+    )
+    crossed = max(0.0, plan.scale_px * (near - plan.d_c))
+    uncrossed = max(0.0, plan.scale_px * (plan.d_c - far))
     if mode == "left2right":
         return int(math.ceil(uncrossed)), int(math.ceil(crossed))
     if mode == "right2left":

@@ -9,6 +9,12 @@ RigMode = Literal["left2right", "right2left", "middle2leftright"]
 DepthKind = Literal["relative", "metric", "disparity-px"]
 WarpMethod = Literal["nearest", "subpixel"]
 
+# The watching defaults (README): a total of 3 % of the width (about 1/30, the stereographers'
+# rule of thumb), one third of it in front of the screen and two thirds behind, i.e. the comfort
+# band of broadcasters' guidelines: about +1 % crossed and -2 % uncrossed parallax.
+WATCH_DEPTH_BUDGET = 3.0
+WATCH_CONVERGENCE = 1.0 / 3.0
+
 
 @dataclass
 class StereoConfig:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from framematrix.errors import ShapeError
+from framematrix.geometry.config import WATCH_CONVERGENCE, WATCH_DEPTH_BUDGET
 from framematrix.matrix import FrameMatrix
 
 __all__ = [
@@ -54,11 +55,6 @@ __all__ = [
     "warp_eyes",
 ]
 
-# The watching defaults (README): a total of 3 % of the width (about 1/30, the stereographers'
-# rule of thumb), one third of it in front of the screen and two thirds behind, i.e. the comfort
-# band of broadcasters' guidelines: about +1 % crossed and -2 % uncrossed parallax.
-WATCH_DEPTH_BUDGET = 3.0
-WATCH_CONVERGENCE = 1.0 / 3.0
 COMFORT_FRONT_PCT = 1.0  # most crossed parallax (in front of the screen), percent of the width
 COMFORT_BEHIND_PCT = 2.0  # most uncrossed parallax (behind the screen), percent of the width
 
