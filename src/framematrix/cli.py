@@ -104,13 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         " after an interruption to continue.",
         _formats_epilog(),
     )
-    p.add_argument("input", type=Path, help="video (mp4 mov mkv avi webm), frame folder or image")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="video (mp4 mov mkv avi webm), frame folder or image; a folder of videos converts"
+        " each into the output folder (batch)",
+    )
     p.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
-        help=".mp4/.mkv/.mov video, .png/.jpg for an image input, or a folder of PNG frames",
+        help=".mp4/.mkv/.mov video, .png/.jpg for an image input, or a folder of PNG frames"
+        " (for a batch: the output folder)",
     )
     p.add_argument(
         "--depth",
@@ -291,6 +297,54 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace):  # noqa:
         parser.error(str(exc))
 
 
+def _wrote_line(result, fill: str) -> str:  # noqa: ANN001 - a ConvertResult
+    filled = "left as holes" if fill == "none" else f"filled ({fill})"
+    resumed = (
+        f", {result.segments_reused} of {result.segments} segments resumed"
+        if result.segments_reused
+        else ""
+    )
+    return (
+        f"wrote {result.output} ({result.frames} frames, {len(result.shots)} shots, "
+        f"{result.fps:g} fps, {result.hole_fraction:.1%} of the far eye {filled}"
+        f"{resumed}, {result.seconds:.1f} s)"
+    )
+
+
+def _run_batch(parser: argparse.ArgumentParser, args: argparse.Namespace, progress) -> int:  # noqa: ANN001
+    """``framematrix convert IN_DIR -o OUT_DIR``: every video of the folder, one line each and
+    a summary; exit status 1 when a file failed."""
+    from framematrix.batch import convert_folder
+
+    cfg = _config(parser, args)
+
+    def report(item) -> None:  # noqa: ANN001 - a BatchItem
+        if item.status == "failed":
+            print(f"failed: {item.message}", file=sys.stderr)
+        elif item.status == "skipped":
+            print(f"skipped {item.input.name}: {item.output} is complete")
+        else:
+            print(f"wrote {item.output} ({item.frames} frames, {item.seconds:.1f} s)")
+
+    result = convert_folder(
+        args.input,
+        args.output,
+        depth=args.depth,
+        config=cfg,
+        keep_going=args.keep_going,
+        overwrite=args.overwrite,
+        restart=args.restart,
+        progress=progress,
+        report=report,
+        fps=args.fps,
+        start=args.start,
+        end=args.end,
+        ray=args.ray,
+    )
+    print(result.summary())
+    return 1 if result.failed else 0
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from framematrix.progress import Progress
 
@@ -300,6 +354,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     _check_device(getattr(args, "device", None))
     progress = Progress(show=show, job=args.command)
     if args.command == "convert":
+        from framematrix.batch import is_video_folder
+
+        if is_video_folder(args.input):
+            return _run_batch(parser, args, progress)
         from framematrix.pipeline import convert
 
         cfg = _config(parser, args)
@@ -316,17 +374,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             ray=args.ray,
             progress=progress,
         )
-        filled = "left as holes" if cfg.fill == "none" else f"filled ({cfg.fill})"
-        resumed = (
-            f", {result.segments_reused} of {result.segments} segments resumed"
-            if result.segments_reused
-            else ""
-        )
-        print(
-            f"wrote {result.output} ({result.frames} frames, {len(result.shots)} shots, "
-            f"{result.fps:g} fps, {result.hole_fraction:.1%} of the far eye {filled}"
-            f"{resumed}, {result.seconds:.1f} s)"
-        )
+        print(_wrote_line(result, cfg.fill))
         if show and result.summary:
             print(f"passes: {result.summary}", file=sys.stderr)
     elif args.command == "matrix":
