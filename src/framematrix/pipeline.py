@@ -1212,13 +1212,19 @@ def comfort_report_of(
 ) -> dict:
     """The comfort report of ``input`` with ``config``'s stereo settings, streamed per shot
     (parallax percentiles in percent of the width, shares in front of / behind the screen,
-    window violations, suggested settings); see :mod:`framematrix.report`."""
+    window violations, the hole share of each eye, suggested settings); see
+    :mod:`framematrix.report`.
+
+    The hole share is that of the warp, as ``convert`` builds each eye (same rig, warp and
+    clean-up; before the fill and the edge band); it needs only the depth, so no frame is
+    decoded for it.
+    """
     from framematrix.report import comfort_report
 
     config = config or ConvertConfig()
     prog = Progress.of(progress)
     cache = Path(cache_dir) if cache_dir is not None else Path(".framematrix-cache")
-    with open_input(input, fps) as source:
+    with open_input(input, fps, config) as source:
         info = source.info
         if config.stereo.depth_kind != "relative":
             raise InputError("framematrix report: needs relative depth (--depth-kind relative)")
@@ -1227,12 +1233,18 @@ def comfort_report_of(
             source, shots, depth, config, session=session, cache_dir=cache, progress=prog
         )
         plans = _shot_plans(shot_depth, config, info.width)
+        device = torch.device("cpu")
 
-        def chunks(shot: int, a: int, b: int) -> Iterator[np.ndarray]:
+        def chunks(shot: int, a: int, b: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
             normalizer = shot_depth.normalizer(shot)
             for start in range(a, b, 32):
-                raw = shot_depth.read(start, min(b, start + 32))
-                yield normalizer.inverse(np.array(raw, np.float32)).numpy()
+                raw = np.array(shot_depth.read(start, min(b, start + 32)), np.float32)
+                d = normalizer.inverse(torch.from_numpy(raw)).numpy()
+                values, kind = warp_input(normalizer, raw, config, info.width)
+                blank = np.zeros((*raw.shape, 3), np.uint8)  # the masks need no colours
+                eyes = build_chunk(blank, values, kind, config, eyes_only=True, device=device)
+                masks = eyes.masks[[eyes.left_view, eyes.right_view]].numpy()
+                yield d, masks
 
         return comfort_report(
             ((stats, plan, chunks(i, *shots[i])) for i, (stats, plan) in enumerate(plans)),
