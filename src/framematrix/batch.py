@@ -161,7 +161,6 @@ def convert_folder(
     convert_kwargs: passed to :func:`framematrix.pipeline.convert` (``start``, ``end``,
         ``ray``, ``cache_dir``, ...).
     """
-    from framematrix.pipeline import convert
 
     config = config or ConvertConfig()
     config.validate()
@@ -177,6 +176,48 @@ def convert_folder(
     result = BatchResult()
     cfg = config.copy()
     cfg.name_tags = False  # batch_plan has already tagged the names
+    ray_started = False
+    if convert_kwargs.get("ray") is not None:  # one connection for the folder, not one a file
+        from framematrix.cluster import connect
+
+        ray_started = connect(str(convert_kwargs["ray"]))
+    try:
+        _convert_plan(
+            plan,
+            result,
+            cfg,
+            depth_dir,
+            overwrite,
+            restart,
+            progress,
+            session,
+            report,
+            keep_going,
+            convert_kwargs,
+        )
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+    return result
+
+
+def _convert_plan(  # noqa: ANN202, PLR0913
+    plan,
+    result,
+    cfg,
+    depth_dir,
+    overwrite,
+    restart,
+    progress,
+    session,
+    report,
+    keep_going,  # noqa: ANN001
+    convert_kwargs,  # noqa: ANN001
+):
+    from framematrix.pipeline import convert
+
     for video, target in plan:
         started = time.perf_counter()
         if target.exists() and not overwrite:
@@ -211,4 +252,3 @@ def convert_folder(
         if item.status == "failed" and not keep_going:
             result.stopped = len(result.items) < len(plan)
             break
-    return result

@@ -17,6 +17,7 @@ chunk at a time, with bounded queues between the decode, compute and encode thre
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -208,6 +209,70 @@ def _given_depth_reader(depth, source, kind: str = "relative"):  # noqa: ANN001,
     return ScaledDepth(reader, (info.width, info.height), disparity_scale=scale)
 
 
+def _estimated_stores(source, shots, config: ConvertConfig, session, cache_dir, *, clean=True):  # noqa: ANN001, ANN202
+    """The raw and the stabilised depth stores of estimated depth (keyed by the input's
+    fingerprint, the depth settings and, for the stabilised one, the shots)."""
+    from framematrix.depth.cache import estimation_settings, stabilization_settings
+    from framematrix.depth.store import DepthStore
+
+    if config.stereo.depth_kind != "relative":
+        raise InputError(
+            f"--depth-kind {config.stereo.depth_kind}: estimated depth is relative; give --depth "
+            f"with {config.stereo.depth_kind} depth"
+        )
+    if cache_dir is None:
+        raise ValueError("estimated depth needs a cache_dir for its on-disk store")
+    info = source.info
+    dcfg = config.depth
+    fingerprint = source_fingerprint(source)
+    raw_key = settings_fingerprint(["raw", fingerprint, estimation_settings(dcfg)])
+    shape = (info.num_frames, info.height, info.width)
+    raw_store = DepthStore(Path(cache_dir) / f"depth-{raw_key}", *shape, clean=clean)
+    stable_store = None
+    if dcfg.stabilize and info.num_frames > 1:
+        flow_name = session.flow(dcfg).name
+        stable_key = settings_fingerprint(
+            ["stable", raw_key, stabilization_settings(dcfg, flow_name), list(shots)]
+        )
+        stable_store = DepthStore(Path(cache_dir) / f"depth-{stable_key}", *shape, clean=clean)
+    return raw_store, stable_store
+
+
+def missing_depth_shots(source, shots, config: ConvertConfig, cache_dir, session=None) -> list[int]:  # noqa: ANN001
+    """Indices of the shots whose estimated depth is not yet in the store of ``cache_dir``.
+
+    Also clears what an interrupted earlier run left half-written in the stores, so call it
+    before workers start writing to them."""
+    session = session or ModelSession()
+    raw, stable = _estimated_stores(source, shots, config, session, cache_dir)
+    target = stable if stable is not None else raw
+    return [i for i, (a, b) in enumerate(shots) if not target.covered(a, b)]
+
+
+def estimate_shot_depth(
+    source,  # FrameSource  # noqa: ANN001
+    shots: Sequence[tuple[int, int]],
+    which: Sequence[int],
+    config: ConvertConfig,
+    *,
+    session: ModelSession | None = None,
+    cache_dir: Path,
+    progress: Progress | bool = False,
+) -> None:
+    """Estimate (and stabilise) the depth of the shots ``which`` (indices into ``shots``) into
+    the store of ``cache_dir``, as :func:`prepare_depth` does for all of them. Several processes
+    may do this at once for different shots (a cluster's workers): each writes its own shards
+    and none clears another's temporary files."""
+    from framematrix.depth.provider import estimate_into_store
+
+    session = session or ModelSession()
+    raw, stable = _estimated_stores(source, shots, config, session, cache_dir, clean=False)
+    subset = [tuple(shots[i]) for i in which]
+    estimate_into_store(
+        source, subset, config.depth, raw, stable, session=session, progress=progress
+    )
+
+
 def prepare_depth(
     source,  # FrameSource  # noqa: ANN001
     shots: Sequence[tuple[int, int]],
@@ -217,15 +282,20 @@ def prepare_depth(
     session: ModelSession | None = None,
     cache_dir: Path | None = None,
     progress: Progress | bool = False,
+    stats: list | None = None,
 ):  # noqa: ANN201 - ShotDepth
-    """Depth of every shot: the given depth read lazily, or estimated into an on-disk store."""
+    """Depth of every shot: the given depth read lazily, or estimated into an on-disk store.
+
+    stats: the shots' statistics when already known (a cluster worker gets the driver's), so
+        that neither the given depth nor the store is read through again; estimated depth must
+        then be in the store already.
+    """
     from framematrix.depth.provider import (
         ShotDepth,
         compute_shot_stats,
         estimate_into_store,
         stats_from_store,
     )
-    from framematrix.depth.store import DepthStore
 
     stereo = config.stereo
     info = source.info
@@ -234,34 +304,20 @@ def prepare_depth(
     if depth is not None:
         reader = _given_depth_reader(depth, source, kind)
         name = str(depth) if isinstance(depth, (str, Path)) else f"depth of {info.path}"
-        stats = compute_shot_stats(reader, shots, progress=progress, **kwargs)
+        if stats is None:
+            stats = compute_shot_stats(reader, shots, progress=progress, **kwargs)
         return ShotDepth(reader, shots, stats, source=name, **kwargs)
-    if kind != "relative":
-        raise InputError(
-            f"--depth-kind {kind}: estimated depth is relative; give --depth with {kind} depth"
-        )
-    from framematrix.depth.cache import estimation_settings, stabilization_settings
-
-    cache_dir = Path(cache_dir) if cache_dir is not None else None
-    if cache_dir is None:
-        raise ValueError("estimated depth needs a cache_dir for its on-disk store")
-    fingerprint = source_fingerprint(source)
-    dcfg = config.depth
-    raw_key = settings_fingerprint(["raw", fingerprint, estimation_settings(dcfg)])
-    shape = (info.num_frames, info.height, info.width)
-    raw_store = DepthStore(cache_dir / f"depth-{raw_key}", *shape)
     session = session or ModelSession()
+    raw_store, stable_store = _estimated_stores(
+        source, shots, config, session, cache_dir, clean=stats is None
+    )
+    target = stable_store if stable_store is not None else raw_store
+    if stats is not None:
+        return ShotDepth(target, shots, stats, source=f"depth of {info.path}", **kwargs)
     if not all(raw_store.covered(a, b) for a, b in shots):
-        session.depth_model(dcfg)  # a missing model fails now, in one line
-    stable_store = None
-    if dcfg.stabilize and info.num_frames > 1:
-        flow_name = session.flow(dcfg).name
-        stable_key = settings_fingerprint(
-            ["stable", raw_key, stabilization_settings(dcfg, flow_name), list(shots)]
-        )
-        stable_store = DepthStore(cache_dir / f"depth-{stable_key}", *shape)
+        session.depth_model(config.depth)  # a missing model fails now, in one line
     store = estimate_into_store(
-        source, shots, dcfg, raw_store, stable_store, session=session, progress=progress
+        source, shots, config.depth, raw_store, stable_store, session=session, progress=progress
     )
     stats = stats_from_store(store, shots, progress=progress, **kwargs)
     return ShotDepth(store, shots, stats, source=f"depth of {info.path}", **kwargs)
@@ -619,6 +675,18 @@ def _identity(
     }
 
 
+@contextlib.contextmanager
+def _cluster(address: str | None, workers: int | None):  # noqa: ANN202
+    """Ray workers for one convert (None without ``address``)."""
+    if address is None:
+        yield None
+        return
+    from framematrix.cluster import RayCluster
+
+    with RayCluster(address, workers) as cluster:
+        yield cluster
+
+
 def convert(
     input: str | Path,
     output: str | Path,
@@ -656,8 +724,9 @@ def convert(
     session: loaded models to reuse between calls (:class:`framematrix.models.ModelSession`).
     ray: run the pending segments of a video output on a Ray cluster: an address
         (``ray://host:10001``, ``auto`` for ``RAY_ADDRESS``) or ``local`` (start one here);
-        see :mod:`framematrix.cluster`. Depth is prepared here first, into ``cache_dir``,
-        which must then be a path the workers share.
+        see :mod:`framematrix.cluster`. Estimated depth is computed on the workers, a shot
+        per task, into ``cache_dir``; it and the output's folder must then be paths the
+        workers share.
     ray_workers: how many Ray worker actors (default: one per GPU, else one per CPU).
 
     A video output is written in segments in ``.<name>.framematrix/`` beside it; after an
@@ -682,23 +751,27 @@ def convert(
     clean_stale_temporaries(output)
     cache = Path(cache_dir) if cache_dir is not None else output.parent / ".framematrix-cache"
 
-    with open_input(input, fps, config) as source:
+    with open_input(input, fps, config) as source, _cluster(ray, ray_workers) as cluster:
         info = source.info
         rng = frame_range(info.num_frames, info.fps, start, end)
         shots = find_shots(source, *rng, config, progress=prog, cache_dir=cache)
+        spec = None
+        if cluster is not None:
+            from framematrix.cluster import TaskSpec
+
+            spec = TaskSpec(input, depth, config, fps, shots, cache)
+            if depth is None:
+                which = missing_depth_shots(source, shots, config, cache, session)
+                with prog.task("depth", sum(shots[i][1] - shots[i][0] for i in which)) as task:
+                    cluster.estimate_depth(spec, which, task, prog)
         shot_depth = prepare_depth(
             source, shots, depth, config, session=session, cache_dir=cache, progress=prog
         )
         job = _Job(source, shot_depth, config, session, prog)
         if kind == "video" and config.format != "spatial":
-            spec = None
-            if ray is not None:
-                from framematrix.cluster import TaskSpec
-
-                spec = TaskSpec(input, depth, config, fps, shots, cache)
-            reused, segments = _write_video(
-                job, output, rng, shots, depth, restart, ray, spec, ray_workers
-            )
+            if spec is not None:
+                spec.stats = shot_depth.stats
+            reused, segments = _write_video(job, output, rng, shots, depth, restart, cluster, spec)
         else:
             reused, segments = 0, 0
             _write_stream(job, output, kind, rng, shots, overwrite)
@@ -765,12 +838,11 @@ def _write_video(
     shots: list[tuple[int, int]],
     depth,  # noqa: ANN001
     restart: bool,
-    ray: str | None = None,
+    cluster=None,  # noqa: ANN001 - cluster.RayCluster
     spec=None,  # noqa: ANN001 - cluster.TaskSpec
-    ray_workers: int | None = None,
 ) -> tuple[int, int]:
     """Encode every unfinished segment into the work folder (here, or on Ray workers when
-    ``ray`` is given), then join them into ``output``."""
+    ``cluster`` is given), then join them into ``output``."""
     from framematrix.work import WorkFolder, work_folder_for
 
     config = job.config
@@ -788,10 +860,8 @@ def _write_video(
     encode = video_encoding(config, info).for_segments()
     total = sum(s.num_frames for s in pending)
     with job.progress.task("convert", total) as task:
-        if ray is not None:
-            from framematrix.cluster import run_segments
-
-            run_segments(job, work, pending, ray, spec, task, workers=ray_workers)
+        if cluster is not None:
+            cluster.encode_segments(job, work, pending, spec, task)
         else:
             for seg in pending:
                 job.progress.check()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -219,7 +220,17 @@ class DepthStore:
     ones and a resumed run computes only what is missing.
     """
 
-    def __init__(self, root: str | os.PathLike[str], num_frames: int, height: int, width: int):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        num_frames: int,
+        height: int,
+        width: int,
+        *,
+        clean: bool = True,
+    ):
+        """clean: remove the temporary files an interrupted earlier writer left; False where
+        other processes may be writing shards at the same time (a cluster's workers)."""
         self.root = Path(root)
         self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
         try:
@@ -235,7 +246,7 @@ class DepthStore:
             self.root.mkdir(parents=True, exist_ok=True)
             meta = None
         self.meta = meta or {"version": _STORE_VERSION, "shape": shape, "shots": {}}
-        self._shards = self._scan()
+        self._shards = self._scan(clean)
 
     # -- metadata
     def _read_meta(self) -> dict | None:
@@ -248,7 +259,7 @@ class DepthStore:
             return None
 
     def _write_meta(self) -> None:
-        tmp = self.root / f".{_META}.tmp"
+        tmp = self.root / f".{_META}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.write_text(json.dumps(self.meta, indent=1))
         os.replace(tmp, self.root / _META)
 
@@ -261,7 +272,7 @@ class DepthStore:
         self._write_meta()
 
     # -- shards
-    def _scan(self) -> list[tuple[int, int]]:
+    def _scan(self, clean: bool = True) -> list[tuple[int, int]]:
         shards = []
         for path in self.root.glob("d*-*.npy"):
             try:
@@ -269,8 +280,9 @@ class DepthStore:
                 shards.append((int(a), int(b)))
             except ValueError:
                 continue
-        for leftover in self.root.glob(".*.tmp*"):
-            leftover.unlink(missing_ok=True)
+        if clean:
+            for leftover in self.root.glob(".*.tmp*"):
+                leftover.unlink(missing_ok=True)
         return sorted(shards)
 
     def _shard_path(self, start: int, stop: int) -> Path:
@@ -295,7 +307,7 @@ class DepthStore:
             )
         stop = start + depth.shape[0]
         final = self._shard_path(start, stop)
-        tmp = self.root / f".{final.name}.tmp"
+        tmp = self.root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         with tmp.open("wb") as handle:
             np.save(handle, depth)
         os.replace(tmp, final)
