@@ -85,7 +85,10 @@ def main() -> None:
         video, depth, cuts = make_video(folder, args.shots, args.frames, args.width, args.height)
         total = args.shots * args.frames
         cfg = ConvertConfig(
-            format="half-sbs", shots=str(cuts), preset="veryfast", segment_frames=args.segment_frames
+            format="half-sbs",
+            shots=str(cuts),
+            preset="veryfast",
+            segment_frames=args.segment_frames,
         )
         print(
             f"{args.shots} shots x {args.frames} frames = {total} frames at "
