@@ -306,3 +306,42 @@ def test_a_batch_folder_runs_on_ray_and_keeps_going(local_ray, tmp_path) -> None
     assert status == {"a_broken.mp4": "failed", "b_good.mp4": "converted"}
     good = next(i for i in result.items if i.status == "converted")
     np.testing.assert_array_equal(_decoded(good.output), _decoded(reference.output))
+
+
+def test_a_killed_driver_resumes_from_the_manifest(local_ray, small, tmp_path) -> None:  # noqa: ANN001
+    """``framematrix convert --ray local`` killed with SIGKILL (its whole process group, Ray's
+    processes too, as a power cut would) once some segments are recorded; the same job run
+    again reuses them and gives the single-process output."""
+    import subprocess
+    import sys
+
+    video, depth, cfg, reference = small
+    output = tmp_path / "ray.mp4"
+    manifest = work_folder_for(output) / MANIFEST
+    command = [
+        sys.executable, "-m", "framematrix.cli", "convert", str(video), "-o", str(output),
+        "--depth", str(depth), "--format", "half-sbs", "--shots", cfg.shots, "--preset",
+        "ultrafast", "--segment-frames", "12", "--max-width", "256", "--ray", "local", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen(command, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    done: list = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                segments = json.loads(manifest.read_text())["segments"]
+            except (OSError, ValueError, KeyError):
+                segments = []
+            done = [s for s in segments if s["sha256"]]
+            if len(done) >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert 2 <= len(done) < 8 and not output.exists()
+    result = convert(video, output, depth=depth, config=cfg, progress=False, ray="local")
+    assert result.segments == 8 and result.segments_reused >= len(done)
+    np.testing.assert_array_equal(_decoded(output), _decoded(reference.output))
