@@ -209,9 +209,19 @@ def _given_depth_reader(depth, source, kind: str = "relative"):  # noqa: ANN001,
     return ScaledDepth(reader, (info.width, info.height), disparity_scale=scale)
 
 
-def _estimated_stores(source, shots, config: ConvertConfig, session, cache_dir, *, clean=True):  # noqa: ANN001, ANN202
+def _estimated_stores(  # noqa: ANN202
+    source,  # noqa: ANN001
+    shots,  # noqa: ANN001
+    config: ConvertConfig,
+    session,  # noqa: ANN001
+    cache_dir,  # noqa: ANN001
+    *,
+    clean: bool = True,
+    check_model: bool = False,
+):
     """The raw and the stabilised depth stores of estimated depth (keyed by the input's
-    fingerprint, the depth settings and, for the stabilised one, the shots)."""
+    fingerprint, the depth settings and, for the stabilised one, the shots). check_model:
+    load the depth model now (a missing one fails in one line) if some raw depth is missing."""
     from framematrix.depth.cache import estimation_settings, stabilization_settings
     from framematrix.depth.store import DepthStore
 
@@ -228,6 +238,8 @@ def _estimated_stores(source, shots, config: ConvertConfig, session, cache_dir, 
     raw_key = settings_fingerprint(["raw", fingerprint, estimation_settings(dcfg)])
     shape = (info.num_frames, info.height, info.width)
     raw_store = DepthStore(Path(cache_dir) / f"depth-{raw_key}", *shape, clean=clean)
+    if check_model and not all(raw_store.covered(a, b) for a, b in shots):
+        session.depth_model(dcfg)
     stable_store = None
     if dcfg.stabilize and info.num_frames > 1:
         flow_name = session.flow(dcfg).name
@@ -309,13 +321,11 @@ def prepare_depth(
         return ShotDepth(reader, shots, stats, source=name, **kwargs)
     session = session or ModelSession()
     raw_store, stable_store = _estimated_stores(
-        source, shots, config, session, cache_dir, clean=stats is None
+        source, shots, config, session, cache_dir, clean=stats is None, check_model=stats is None
     )
     target = stable_store if stable_store is not None else raw_store
     if stats is not None:
         return ShotDepth(target, shots, stats, source=f"depth of {info.path}", **kwargs)
-    if not all(raw_store.covered(a, b) for a, b in shots):
-        session.depth_model(config.depth)  # a missing model fails now, in one line
     store = estimate_into_store(
         source, shots, config.depth, raw_store, stable_store, session=session, progress=progress
     )
