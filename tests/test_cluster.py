@@ -318,13 +318,16 @@ def test_a_killed_driver_resumes_from_the_manifest(local_ray, small, tmp_path) -
     video, depth, cfg, reference = small
     output = tmp_path / "ray.mp4"
     manifest = work_folder_for(output) / MANIFEST
-    command = [
-        sys.executable, "-m", "framematrix.cli", "convert", str(video), "-o", str(output),
-        "--depth", str(depth), "--format", "half-sbs", "--shots", cfg.shots, "--preset",
-        "ultrafast", "--segment-frames", "12", "--max-width", "256", "--ray", "local", "--quiet",
+    command = [  # paths relative to the driver's folder: the workers get them made absolute
+        sys.executable, "-m", "framematrix.cli", "convert", os.path.relpath(video, tmp_path),
+        "-o", "ray.mp4", "--depth", os.path.relpath(depth, tmp_path), "--format", "half-sbs",
+        "--shots", cfg.shots, "--preset", "ultrafast", "--segment-frames", "12",
+        "--max-width", "256", "--ray", "local", "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    proc = subprocess.Popen(command, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command, env=env, cwd=tmp_path, start_new_session=True, stderr=subprocess.PIPE
+    )
     done: list = []
     try:
         deadline = time.monotonic() + 240

@@ -750,6 +750,11 @@ def convert(
     prog = Progress.of(progress)
     session = session or ModelSession()
     output = Path(output)
+    if ray is not None:  # workers may run elsewhere, in another folder: give them full paths
+        output = output.absolute()
+        input = Path(input).absolute() if isinstance(input, (str, Path)) else input
+        depth = Path(depth).absolute() if isinstance(depth, (str, Path)) else depth
+        cache_dir = Path(cache_dir).absolute() if cache_dir is not None else None
     if config.name_tags and config.format != "quilt":
         from framematrix.export.names import tagged_name
 
