@@ -120,7 +120,10 @@ class FrameMatrix:
 
     def hole_fraction(self) -> torch.Tensor:
         """Fraction of unknown pixels per view, ``[V]`` float32."""
-        return (~self.masks).float().mean(dim=(1, 2, 3))
+        # counted as bytes: no full-size float (or int64) copy of the masks
+        per_view = int(np.prod(self.masks.shape[1:]))
+        known = self.masks.reshape(self.num_views, -1).view(torch.uint8).sum(1, dtype=torch.int64)
+        return ((per_view - known).to(torch.float64) / max(1, per_view)).to(torch.float32)
 
     def to(self, device: torch.device | str) -> FrameMatrix:
         return FrameMatrix(

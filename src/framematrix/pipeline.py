@@ -503,10 +503,14 @@ class _Job:
         frames_iter = prefetch(self.source.iter_chunks(start, end, chunk), 2, "decode")
         for a, frames in frames_iter:
             matrix = self.build(a, frames, shot)
+            del frames
             filled = self.filler.fast(matrix, self._views_to_fill(matrix)).to("cpu")
             self._count(matrix)
             task.update(matrix.num_frames)
+            del matrix
             yield filled
+            # drop this chunk before the next is built: two matrices never live at once
+            del filled
 
     def _diffusion_matrices(self, start: int, end: int, shot: int, task) -> Iterator[FrameMatrix]:  # noqa: ANN001
         """The seamless windows of one shot (or a stream output): see :meth:`diffusion_segment`."""
@@ -549,7 +553,10 @@ class _Job:
 
     def output_frames(self, start: int, end: int, shot: int, task) -> Iterator[np.ndarray]:  # noqa: ANN001
         for matrix in self.matrices(start, end, shot, task):
-            yield self.compose(matrix, shot)
+            frames = self.compose(matrix, shot)
+            del matrix  # not held while the next chunk is built
+            yield frames
+            del frames
 
     def edges_of(self, shot: int) -> tuple | None:
         """``(plan, band_px, window_px)`` of a shot's frame-edge treatment, or None."""
@@ -917,6 +924,7 @@ def encode_segment(job: _Job, work, seg, task, encode=None) -> Path:  # noqa: AN
     try:
         for chunk in frames:
             sink.put(chunk)
+            del chunk  # the queue holds it; not kept while the next one is made
     except BaseException:
         sink.abort()
         raise

