@@ -120,10 +120,15 @@ class FrameMatrix:
 
     def hole_fraction(self) -> torch.Tensor:
         """Fraction of unknown pixels per view, ``[V]`` float32."""
-        # counted as bytes: no full-size float (or int64) copy of the masks
+        # a count of the known pixels: no full-size float copy of the masks
         per_view = int(np.prod(self.masks.shape[1:]))
-        known = self.masks.reshape(self.num_views, -1).view(torch.uint8).sum(1, dtype=torch.int64)
-        return ((per_view - known).to(torch.float64) / max(1, per_view)).to(torch.float32)
+        flat = self.masks.reshape(self.num_views, -1)
+        if flat.device.type == "cpu":  # numpy counts bytes about 10x faster than torch
+            known = torch.from_numpy(np.count_nonzero(flat.numpy(), axis=1).astype(np.int64))
+        else:
+            known = torch.count_nonzero(flat, dim=1)
+        holes = (per_view - known).to(torch.float64) / max(1, per_view)
+        return holes.to(torch.float32)
 
     def to(self, device: torch.device | str) -> FrameMatrix:
         return FrameMatrix(

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from framematrix.buffers import BufferPool
 from framematrix.config import FILL_METHODS, ConvertConfig
 from framematrix.device import resolve_device
 from framematrix.errors import InputError
@@ -122,7 +123,8 @@ def find_shots(
     cache_dir: Path | None = None,
 ) -> list[tuple[int, int]]:
     """The shots of frames ``[start, end)`` as ``[(start, end), ...]`` (absolute indices)."""
-    from framematrix.shots import detect_shots, parse_shots_option
+    from framematrix.shots import detect_shots, parse_shots_option, resolve_method, shot_frame_size
+    from framematrix.shots.frames import downscale
 
     method, cuts_file = parse_shots_option(config.shots)
     if method == "none" or end - start < 2:
@@ -136,14 +138,24 @@ def find_shots(
                 return [tuple(s) for s in json.loads(cache.read_text())]
             except (OSError, ValueError):
                 pass
-    chunks = (frames for _, frames in source.iter_chunks(start, end, 64))
+    size = None
+    if cuts_file is None:
+        method = resolve_method(method)
+        size = shot_frame_size(method)
+    chunks: Iterator[np.ndarray] = iter(())
+    if size is not None:
+        # downscaled in the decode thread, chunk by chunk: the detector's small frames are all
+        # that queue up (not chunks of full-size frames), and the scaling overlaps the detector
+        chunks = (downscale(frames, *size) for _, frames in source.iter_chunks(start, end, 16))
+        chunks = prefetch(chunks, 8, "shots-decode")
     found = detect_shots(
-        prefetch(chunks, 2, "shots-decode"),
+        chunks,
         end - start,
         method,
         cuts_file=cuts_file,
         device=config.device,
         progress=progress,
+        small=size is not None,
     )
     shots = [(start + s.start, start + s.end) for s in found]
     if cache is not None:
@@ -355,8 +367,8 @@ def warp_input(
         lo, hi = min(st.inv_min, st.inv_p1), max(st.inv_max, st.inv_p99)
         stats = ShotStats(st.start, st.end, lo, st.inv_p1, st.inv_p50, st.inv_p99, hi)
         plan = plan_parallax(stats, width, budget, config.stereo.convergence)
-        d = normalizer.inverse(torch.from_numpy(raw))
-        return torch.as_tensor(disparity_px(d, plan)).to(torch.float32), "disparity-px"
+        d = normalizer.inverse(torch.from_numpy(raw), inplace=True)  # in raw's memory
+        return disparity_px(d, plan, out=d), "disparity-px"
     if normalizer.kind == "disparity-px":
         return torch.from_numpy(raw), "disparity-px"
     return normalizer.z(torch.from_numpy(raw)), "metric"
@@ -375,9 +387,11 @@ def build_chunk(
     *,
     eyes_only: bool,
     device: torch.device,
+    buffers: BufferPool | None = None,
 ) -> FrameMatrix:
     """Frame matrix of one chunk. With ``eyes_only`` the rig keeps its end cameras (the eyes)
-    and the source, which gives exactly the end views of the full V-view rig."""
+    and the source, which gives exactly the end views of the full V-view rig. With ``buffers``
+    the matrix lives in the pool's memory (overwritten by the next chunk built with it)."""
     stereo = config.stereo
     views = stereo.views
     if eyes_only:
@@ -395,6 +409,7 @@ def build_chunk(
         depth_kind=kind,
         device=device,
         warp=stereo.warp,
+        buffers=buffers,
     )
 
 
@@ -482,11 +497,20 @@ class _Job:
             views = list(range(matrix.num_views))
         return views
 
-    def build(self, start: int, frames: np.ndarray, shot: int) -> FrameMatrix:
+    def build(
+        self, start: int, frames: np.ndarray, shot: int, buffers: BufferPool | None = None
+    ) -> FrameMatrix:
         raw = self.depth.read(start, start + frames.shape[0])
         values, kind = warp_input(self.depth.normalizer(shot), raw, self.config, frames.shape[2])
+        del raw
         return build_chunk(
-            frames, values, kind, self.config, eyes_only=self.eyes_only, device=self.device
+            frames,
+            values,
+            kind,
+            self.config,
+            eyes_only=self.eyes_only,
+            device=self.device,
+            buffers=buffers,
         )
 
     def _count(self, matrix: FrameMatrix) -> None:
@@ -501,8 +525,11 @@ class _Job:
             return
         chunk = max(1, int(self.config.chunk_frames))
         frames_iter = prefetch(self.source.iter_chunks(start, end, chunk), 2, "decode")
+        # each chunk's matrix is composed and dropped before the next is built: one memory
+        # for all of them (CUDA has its own caching allocator)
+        buffers = BufferPool() if self.device.type == "cpu" else None
         for a, frames in frames_iter:
-            matrix = self.build(a, frames, shot)
+            matrix = self.build(a, frames, shot, buffers)
             del frames
             filled = self.filler.fast(matrix, self._views_to_fill(matrix)).to("cpu")
             self._count(matrix)

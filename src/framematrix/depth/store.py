@@ -91,16 +91,20 @@ class DepthNormalizer:
                     f"(min == max == {stats.low:g}); relative depth cannot be normalised"
                 )
 
-    def inverse(self, depth):  # noqa: ANN001, ANN201 - torch in, torch out
+    def inverse(self, depth, *, inplace: bool = False):  # noqa: ANN001, ANN201 - torch in, torch out
         """Inverse depth ``[n, H, W]`` float32 torch (NaN kept): normalised d for ``relative``,
-        1/z for ``metric``, the disparity for ``disparity-px``."""
+        1/z for ``metric``, the disparity for ``disparity-px``. ``inplace``: a writable float32
+        tensor ``depth`` may be overwritten with the result (relative depth is)."""
         import torch
 
         depth = _tensor(depth)
         if self.kind == "relative":
             low = torch.tensor(self.stats.low, dtype=torch.float32)
             high = torch.tensor(self.stats.high, dtype=torch.float32)
-            d = (depth - low).div_(high - low)  # one new tensor, then in place
+            if inplace and depth.dtype == torch.float32:
+                d = depth.sub_(low).div_(high - low)  # the same steps, in depth's memory
+            else:
+                d = (depth - low).div_(high - low)  # one new tensor, then in place
             if self.near is not None and self.near > 0:
                 d.div_(self.near)
             if self.far is not None and self.far > 0:

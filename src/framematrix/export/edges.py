@@ -194,14 +194,18 @@ def band_from_plan(
     raise ShapeError(f"band_from_plan supports left2right and right2left, got {mode!r}")
 
 
-def _crop_and_scale(eye: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
+def _crop_and_scale(eye: np.ndarray, x0: int, x1: int, y0: int, y1: int, out: np.ndarray) -> None:
+    """``out`` (C-contiguous, the shape and dtype of ``eye``) = the crop, scaled back."""
     height, width = eye.shape[:2]
     part = np.ascontiguousarray(eye[y0:y1, x0:x1])
-    work = part if part.dtype == np.uint8 else part.astype(np.float32)
-    out = cv2.resize(work, (width, height), interpolation=cv2.INTER_CUBIC)
     if eye.dtype == np.uint8:
-        return out
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+        # straight into out (cv2 writes into a dst of the right size and type)
+        scaled = cv2.resize(part, (width, height), dst=out, interpolation=cv2.INTER_CUBIC)
+        if not np.shares_memory(scaled, out):
+            out[...] = scaled
+        return
+    scaled = cv2.resize(part.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    out[...] = np.clip(scaled, 0.0, 1.0)
 
 
 def _mirror_band(eye: np.ndarray, band: int, side: str) -> np.ndarray:
@@ -277,8 +281,11 @@ def edge_band(
         kept_h = max(1, int(round(height * kept_w / width)))
         y0 = (height - kept_h) // 2
         args = (band_l, width - band_r, y0, y0 + kept_h)
-        out_l = np.stack([_crop_and_scale(f, *args) for f in left])
-        out_r = np.stack([_crop_and_scale(f, *args) for f in right])
+        dtype = np.uint8 if left.dtype == np.uint8 else np.float32
+        out_l, out_r = np.empty(left.shape, dtype), np.empty(right.shape, dtype)
+        for eye, out in ((left, out_l), (right, out_r)):
+            for i in range(eye.shape[0]):
+                _crop_and_scale(eye[i], *args, out=out[i])
         return out_l, out_r
     out_l, out_r = left.copy(), right.copy()
     target = out_r if warped_eye == "right" else out_l

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from framematrix.buffers import BufferPool
 from framematrix.errors import ShapeError
 from framematrix.geometry.cameras import camera_offsets, end_eye_span, source_view_index
 from framematrix.geometry.cleanup import layer_ids, plan_cleanup
@@ -117,11 +118,13 @@ def _warp(
     progress: bool,
     z_all_finite: bool | None = None,
     images: torch.Tensor | None = None,
+    buffers: BufferPool | None = None,
 ) -> WarpResult:
     """:func:`warp_to_offsets` from the frames as ``colour_ext`` ``[1 + F * H * W, 3]``
     float32: one zero row (the colour of holes), then the pixels in row-major order.
     ``images``: the output ``[V, F, H, W, 3]`` if the caller allocated it; the source view may
-    then share its memory with ``colour_ext[1:]`` (no copy is made)."""
+    then share its memory with ``colour_ext[1:]`` (no copy is made). ``buffers``: where the
+    masks, depth and working arrays are taken from (reused memory) instead of allocated."""
     if warp not in WARP_METHODS:
         raise ShapeError(f"warp must be one of {WARP_METHODS}, got {warp!r}")
     offsets = torch.as_tensor(offsets).flatten().cpu().to(torch.float64)
@@ -160,10 +163,16 @@ def _warp(
         scales = (float(focal) * offsets).tolist()
         divide = True
 
+    def empty(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        if buffers is None:
+            return torch.empty(shape, dtype=dtype, device=device)
+        return buffers.take(name, shape, dtype, device)
+
+    view_shape = (num_views, num_frames, height, width)
     if images is None:
-        images = torch.empty(num_views, num_frames, height, width, 3, device=device)
-    masks = torch.empty(num_views, num_frames, height, width, dtype=torch.bool, device=device)
-    depth = torch.empty(num_views, num_frames, height, width, device=device)
+        images = empty("images", (*view_shape, 3), torch.float32)
+    masks = empty("masks", view_shape, torch.bool)
+    depth = empty("depth", view_shape, torch.float32)
     frames = colour_ext[1:].view(num_frames, height, width, 3)
     warped_views = [j for j in range(num_views) if offsets[j] != 0]
     for j in range(num_views):
@@ -175,7 +184,9 @@ def _warp(
     if not warped_views:
         return WarpResult(images, masks, depth)
     # source pixel p is row p + 1 of colour_ext / z_ext, row 0 is a hole (zero colour, inf z)
-    z_ext = torch.cat([z.new_full((1,), float("inf")), z.reshape(-1)])
+    z_ext = empty("z_ext", (1 + z.numel(),), torch.float32)
+    z_ext[0] = float("inf")
+    z_ext[1:] = z.reshape(-1)
 
     # blocks of (frames x views) of about chunk_pixels target pixels: a view group of one
     # frame when a frame's views exceed it, else several frames with all their views
@@ -308,6 +319,7 @@ def build_frame_matrix(
     warp: str = "nearest",
     device: torch.device | str | None = None,
     progress: bool = False,
+    buffers: BufferPool | None = None,
 ) -> FrameMatrix:
     """Build the V x F frame matrix of a clip (METHOD.md section 3).
 
@@ -326,6 +338,9 @@ def build_frame_matrix(
             z-buffer, no crack combs at fractional disparities); see :func:`warp_to_offsets`.
         device: where to compute (default: the frames' device).
         progress: show a progress bar.
+        buffers: a :class:`framematrix.buffers.BufferPool` to take the matrix's memory from
+            (the same memory every chunk of a conversion; the matrix of the previous call with
+            this pool is overwritten) instead of allocating it.
 
     Returns:
         :class:`FrameMatrix` with images ``[V, F, H, W, 3]`` float32 in [0, 1], masks
@@ -363,13 +378,19 @@ def build_frame_matrix(
     # the zero colour of holes, then the frames as float32 rows (see _warp); when the source
     # is view 0 these rows are the source view of the output (no copy)
     pixels = num_frames * height * width
+
+    def empty(name: str, rows: int) -> torch.Tensor:
+        if buffers is None:
+            return torch.empty(rows, 3, device=device)
+        return buffers.take(name, (rows, 3), torch.float32, device)
+
     images = None
     if source_view == 0:
-        storage = torch.empty(1 + int(views) * pixels, 3, device=device)
+        storage = empty("images", 1 + int(views) * pixels)
         colour_ext = storage[: 1 + pixels]
         images = storage[1:].view(int(views), num_frames, height, width, 3)
     else:
-        colour_ext = torch.empty(1 + pixels, 3, device=device)
+        colour_ext = empty("colour", 1 + pixels)
     colour_ext[0] = 0.0
     frames_f = colour_ext[1:].view(frames_t.shape)
     if frames_t.dtype == torch.uint8:
@@ -385,7 +406,9 @@ def build_frame_matrix(
     depth_t = depth_t.to(device)
 
     # z is only read from here on: a valid metric depth is used without a copy
-    z, z_all_finite = _depth_to_z_checked(depth_t, depth_kind, near, far, copy=False)
+    z, z_all_finite = _depth_to_z_checked(
+        depth_t, depth_kind, near, far, copy=False, buffers=buffers
+    )
     result = _warp(
         colour_ext,
         z,
@@ -400,6 +423,7 @@ def build_frame_matrix(
         progress=progress,
         z_all_finite=z_all_finite,
         images=images,
+        buffers=buffers,
     )
     return FrameMatrix(
         images=result.images,

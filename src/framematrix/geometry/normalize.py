@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import torch
 
+from framematrix.buffers import BufferPool
 from framematrix.errors import InputError, ShapeError
 
 DEPTH_KINDS = ("relative", "metric", "disparity-px")
@@ -91,8 +92,10 @@ def _depth_to_z_checked(
     *,
     value_range: tuple[float, float] | None = None,
     copy: bool = True,
+    buffers: BufferPool | None = None,
 ) -> tuple[torch.Tensor, bool]:
-    """:func:`_depth_to_z` and whether every depth value was finite."""
+    """:func:`_depth_to_z` and whether every depth value was finite; with ``buffers`` the
+    pixel disparity's z is made in the pool's memory (``z`` and ``z_work``)."""
     if kind not in DEPTH_KINDS:
         raise ShapeError(f"depth kind must be one of {DEPTH_KINDS}, got {kind!r}")
     if value_range is not None and kind != "relative":
@@ -141,19 +144,25 @@ def _depth_to_z_checked(
             raise InputError("metric depth must be > 0 everywhere it is finite")
         z = depth.clone() if copy or not all_finite else depth
     else:
-        z = _disparity_to_z(depth)
+        z = _disparity_to_z(depth, buffers)
     if not all_finite:
         z.masked_fill_(~finite, float("nan"))
     return z, all_finite
 
 
-def _disparity_to_z(disparity: torch.Tensor) -> torch.Tensor:
+def _disparity_to_z(disparity: torch.Tensor, buffers: BufferPool | None = None) -> torch.Tensor:
     """Signed disparity -> ordering depth ``z = 1 / d`` for ``d >= k``, ``e^((k - d) / k) / k``
     below (k = DISPARITY_KNEE; value and slope continuous at k, strictly decreasing in d)."""
     knee = DISPARITY_KNEE
-    z = disparity.clamp_min(knee).reciprocal_()  # 1 / d
+
+    def empty(name: str) -> torch.Tensor:
+        if buffers is None:
+            return torch.empty_like(disparity)
+        return buffers.take(name, tuple(disparity.shape), disparity.dtype, disparity.device)
+
+    z = torch.clamp_min(disparity, knee, out=empty("z")).reciprocal_()  # 1 / d
     low = disparity < knee
     if bool(low.any().item()):
-        continued = torch.sub(knee, disparity).div_(knee).exp_().div_(knee)
-        z = torch.where(low, continued, z)
+        continued = torch.sub(knee, disparity, out=empty("z_work")).div_(knee).exp_().div_(knee)
+        z = torch.where(low, continued, z, out=z)  # elementwise: z may be written in place
     return z

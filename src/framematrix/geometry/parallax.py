@@ -254,20 +254,39 @@ def paper_plan(width: int, focal: float = 800.0, baseline: float = 0.08) -> Para
     return ParallaxPlan(float(focal) * float(baseline), -Z_EPS, int(width))
 
 
-def disparity_px(d: np.ndarray | torch.Tensor, plan: ParallaxPlan) -> np.ndarray | torch.Tensor:
+# elements per float64 block of disparity_px (small enough to stay in the CPU cache)
+_DISPARITY_BLOCK = 1 << 16
+
+
+def disparity_px(
+    d: np.ndarray | torch.Tensor, plan: ParallaxPlan, *, out: torch.Tensor | None = None
+) -> np.ndarray | torch.Tensor:
     """Signed pixel disparity ``u_left - u_right = scale_px * (d - d_c)`` (> 0 = in front).
 
     d: ``[n, H, W]`` (any shape) normalised inverse depth, NaN = unknown (stays NaN).
+    out: for a torch ``d``, a contiguous float32 tensor of its shape to write into (may be
+        ``d`` itself).
     Returns float32 of the same shape and container (numpy, or torch on d's device).
     """
     if isinstance(d, torch.Tensor):
         if not d.dtype.is_floating_point:
             d = d.to(torch.float32)
-        # the float64 steps in place: the same values, without a full-size temporary per step
-        out = d.to(torch.float64)
-        if out.data_ptr() == d.data_ptr():
-            out = out.clone()
-        return out.sub_(plan.d_c).mul_(plan.scale_px).to(torch.float32)
+        if out is None:
+            out = torch.empty(d.shape, dtype=torch.float32, device=d.device)
+        elif out.shape != d.shape or out.dtype != torch.float32 or not out.is_contiguous():
+            raise ShapeError(f"out must be a contiguous float32 tensor of shape {tuple(d.shape)}")
+        # float64 in small blocks: the values of (d.double() - d_c) * s, without full-size
+        # float64 temporaries
+        src, dst = d.reshape(-1), out.view(-1)
+        scratch = torch.empty(
+            min(_DISPARITY_BLOCK, src.numel()), dtype=torch.float64, device=d.device
+        )
+        for start in range(0, src.numel(), _DISPARITY_BLOCK):
+            stop = min(start + _DISPARITY_BLOCK, src.numel())
+            part = scratch[: stop - start]
+            part.copy_(src[start:stop]).sub_(plan.d_c).mul_(plan.scale_px)
+            dst[start:stop].copy_(part)
+        return out
     d = _as_numpy_depth(d)
     out = (d.astype(np.float64, copy=False) - plan.d_c) * plan.scale_px
     return out.astype(np.float32)

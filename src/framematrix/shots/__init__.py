@@ -38,6 +38,7 @@ __all__ = [
     "parse_shots_option",
     "read_cuts_file",
     "resolve_method",
+    "shot_frame_size",
     "shots_from_cuts",
     "shots_to_json",
 ]
@@ -140,6 +141,21 @@ def resolve_method(method: str) -> str:
     return "content"
 
 
+def shot_frame_size(method: str) -> tuple[int, int] | None:
+    """``(width, height)`` of the small frames a detector reads (48x27 for ``transnet``, 64x36
+    for ``content``); None for methods that read no frames. ``auto`` is resolved first."""
+    method = resolve_method(method) if method in SHOT_METHODS else method
+    if method == "transnet":
+        from framematrix.shots.transnet import TRANSNET_HEIGHT, TRANSNET_WIDTH
+
+        return TRANSNET_WIDTH, TRANSNET_HEIGHT
+    if method == "content":
+        from framematrix.shots.content import CONTENT_HEIGHT, CONTENT_WIDTH
+
+        return CONTENT_WIDTH, CONTENT_HEIGHT
+    return None
+
+
 def _check_num_frames(num_frames: int | None) -> None:
     if num_frames is not None and (not isinstance(num_frames, (int, np.integer)) or num_frames < 1):
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
@@ -160,6 +176,7 @@ def detect_shots(
     threshold: float | None = None,
     device: str | None = None,
     progress: Progress | bool = False,
+    small: bool = False,
 ) -> list[Shot]:
     """Find the shots of a video in one streamed pass.
 
@@ -176,6 +193,9 @@ def detect_shots(
         median of its neighbours (default 3.0).
     device: torch device for TransNetV2 (None: CUDA when available, else CPU).
     progress: a Progress (or True for a bar on stderr); the pass is named ``shots``.
+    small: the chunks are already downscaled (with :func:`framematrix.shots.frames.downscale`)
+        to the detector's :func:`shot_frame_size`, e.g. in the thread that decodes them; give a
+        resolved ``method`` then.
 
     Returns shots covering [0, N) in order, with no gaps and no overlaps.
     """
@@ -204,14 +224,16 @@ def detect_shots(
                 transnet_predictions,
             )
 
-            predictions = transnet_predictions(stream, device=_device(device), task=task)
+            predictions = transnet_predictions(
+                stream, device=_device(device), task=task, small=small
+            )
             cuts = predictions_to_cuts(
                 predictions, DEFAULT_THRESHOLD if threshold is None else threshold
             )
         else:
             from framematrix.shots.content import DEFAULT_RATIO, content_cuts, content_scores
 
-            scores = content_scores(stream, task=task)
+            scores = content_scores(stream, task=task, small=small)
             cuts = content_cuts(scores, ratio=DEFAULT_RATIO if threshold is None else threshold)
     count = counter[0]
     if count == 0:
