@@ -15,6 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# x264/x265 speed presets, fastest first (the writers check against the same tuple)
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+
 _FROM_CONFIG = object()
 
 
@@ -361,18 +375,7 @@ OPTIONS: tuple[Option, ...] = (
         "preset",
         "encoder speed preset",
         G_OUT,
-        choices=(
-            "ultrafast",
-            "superfast",
-            "veryfast",
-            "faster",
-            "fast",
-            "medium",
-            "slow",
-            "slower",
-            "veryslow",
-            "placebo",
-        ),
+        choices=X264_PRESETS,
     ),
     Option(
         "--codec",

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from framematrix.errors import InputError, ShapeError
 from framematrix.io.atomic import atomic_dir, atomic_path
+from framematrix.options import X264_PRESETS
 from framematrix.progress import Progress
 
 __all__ = [
@@ -53,18 +54,6 @@ __all__ = [
 # Output extension -> FFmpeg muxer name.
 VIDEO_OUTPUT_EXTENSIONS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 IMAGE_OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg")
-X264_PRESETS = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
-)
 # BT.709 code point shared by the colour primaries, transfer and matrix enums of FFmpeg/H.264.
 _BT709 = 1
 # --codec name -> FFmpeg encoder.
