@@ -90,7 +90,13 @@ RUNNER = textwrap.dedent(
         setattr(getattr(cfg, section) if section else cfg, name, value)
     started = time.perf_counter()
     kwargs = {"depth": args["depth"], "config": cfg, "progress": False}
-    result = framematrix.convert(args["input"], args["output"], **kwargs)
+    if args.get("profile"):
+        import cProfile
+        profiler = cProfile.Profile()
+        result = profiler.runcall(framematrix.convert, args["input"], args["output"], **kwargs)
+        profiler.dump_stats(args["profile"])
+    else:
+        result = framematrix.convert(args["input"], args["output"], **kwargs)
     seconds = time.perf_counter() - started
     frames = getattr(result, "frames", None) or args["frames"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -110,10 +116,11 @@ def run_convert(src: Path, **args) -> dict:  # noqa: ANN003
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def memory_table(tmp: Path, quick: bool) -> None:
+def memory_table(tmp: Path, quick: bool, heights: tuple[int, ...] = (720, 1080)) -> None:
     cases = [(1280, 720, (30, 120, 300)), (1920, 1080, (30, 120))]
     if quick:
         cases = [(1280, 720, (10, 30)), (1920, 1080, (10, 30))]
+    cases = [c for c in cases if c[1] in heights]
     print("\n## Fast fill, given depth (16-bit FFV1 depth video), half-sbs, x264 veryfast")
     print("| size | length | frames | frames/s | peak RSS (MB) |")
     print("|---|---|---|---|---|")
@@ -170,7 +177,31 @@ def estimated_table(tmp: Path, quick: bool) -> None:
         print(f"| {seconds} s | {frames} | {r['fps']:.2f} | {r['peak_mb']:.0f} |", flush=True)
 
 
-def speed_table(tmp: Path, repeat: int = 2) -> None:
+def print_profile(path: Path, title: str, top: int = 14) -> None:
+    """The functions with the most cumulative time in a cProfile dump, in percent of the
+    convert (the main thread only: work in the decode and encode threads is not in it)."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    rows = stats.stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, ct, _, _) in rows.values())
+    ranked = sorted(rows.items(), key=lambda kv: kv[1][3], reverse=True)
+    print(f"\n### cProfile of {title} (main thread, cumulative time)")
+    print("| function | share |")
+    print("|---|---|")
+    shown = 0
+    for (file, line, name), (_, _, _, cum, _) in ranked:
+        share = cum / total
+        if share > 0.97 or "framematrix" not in file and "av/" not in file:
+            continue  # the convert call itself and library internals
+        where = file.split("framematrix/")[-1] if "framematrix" in file else file.split("/")[-1]
+        print(f"| {name} ({where}:{line}) | {100 * share:.0f} % |")
+        shown += 1
+        if shown == top:
+            break
+
+
+def speed_table(tmp: Path, repeat: int = 2, profile: bool = False) -> None:
     base = tmp / "baseline"
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), BASELINE],
@@ -218,6 +249,20 @@ def speed_table(tmp: Path, repeat: int = 2) -> None:
                     results[name] = r
         for name, r in results.items():
             print(f"| {name} | {r['fps']:.2f} | {r['peak_mb']:.0f} |", flush=True)
+        if profile:
+            for name, src, extra in runs[:3:2]:  # 9869ba3 and the default
+                dump = tmp / f"profile_{len(name)}.pstats"
+                run_convert(
+                    src,
+                    input=video,
+                    output=tmp / "speed_profile.mp4",
+                    depth=depth,
+                    format="half-sbs",
+                    frames=frames,
+                    profile=dump,
+                    **extra,
+                )
+                print_profile(dump, name)
         base_fps = results[BASELINE]["fps"]
         for name in list(results)[1:]:
             print(f"| speed-up, {name} | {results[name]['fps'] / base_fps:.2f}x | |")
@@ -233,13 +278,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short lengths (smoke run)")
     parser.add_argument("--only", choices=("memory", "estimated", "speed"), default=None)
     parser.add_argument("--repeat", type=int, default=2, help="rounds of the speed runs")
+    parser.add_argument(
+        "--sizes", default="720,1080", help="frame heights of the memory table (720, 1080)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also cProfile 9869ba3 and this tree on the job"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fm-bench-") as tmp:
         tmp = Path(tmp)
         if args.only in (None, "speed"):
-            speed_table(tmp, args.repeat)
+            speed_table(tmp, args.repeat, args.profile)
         if args.only in (None, "memory"):
-            memory_table(tmp, args.quick)
+            memory_table(tmp, args.quick, tuple(int(h) for h in args.sizes.split(",")))
         if args.only in (None, "estimated"):
             estimated_table(tmp, args.quick)
 
