@@ -178,27 +178,20 @@ def estimated_table(tmp: Path, quick: bool) -> None:
 
 
 def print_profile(path: Path, title: str, top: int = 14) -> None:
-    """The functions with the most cumulative time in a cProfile dump, in percent of the
-    convert (the main thread only: work in the decode and encode threads is not in it)."""
+    """The functions with the most self time in a cProfile dump, in percent of all self time
+    (additive, unlike cumulative time through generators). Main thread only: the work of the
+    decode and encode threads is not in it."""
     import pstats
 
-    stats = pstats.Stats(str(path))
-    rows = stats.stats  # type: ignore[attr-defined]
-    total = max(ct for (_, _, ct, _, _) in rows.values())
-    ranked = sorted(rows.items(), key=lambda kv: kv[1][3], reverse=True)
-    print(f"\n### cProfile of {title} (main thread, cumulative time)")
+    rows = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    total = sum(tt for (_, _, tt, _, _) in rows.values()) or 1.0
+    ranked = sorted(rows.items(), key=lambda kv: kv[1][2], reverse=True)
+    print(f"\n### cProfile of {title} (main thread, self time)")
     print("| function | share |")
     print("|---|---|")
-    shown = 0
-    for (file, line, name), (_, _, _, cum, _) in ranked:
-        share = cum / total
-        if share > 0.97 or "framematrix" not in file and "av/" not in file:
-            continue  # the convert call itself and library internals
-        where = file.split("framematrix/")[-1] if "framematrix" in file else file.split("/")[-1]
-        print(f"| {name} ({where}:{line}) | {100 * share:.0f} % |")
-        shown += 1
-        if shown == top:
-            break
+    for (file, line, name), (_, _, tt, _, _) in ranked[:top]:
+        where = file.split("framematrix/")[-1] if "framematrix/" in file else file.split("/")[-1]
+        print(f"| {name} ({where}:{line}) | {100 * tt / total:.1f} % |")
 
 
 def speed_table(tmp: Path, repeat: int = 2, profile: bool = False) -> None:
