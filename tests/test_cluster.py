@@ -17,6 +17,7 @@ from framematrix.config import ConvertConfig
 from framematrix.pipeline import convert
 from framematrix.progress import Cancelled, Progress
 from framematrix.work import MANIFEST, work_folder_for
+from test_long_video import _textured, _write_video  # the same synthetic clips
 
 try:
     import ray
@@ -26,29 +27,6 @@ except ImportError:
     )
 
 SHOTS = (30, 24, 36)  # three shots; cut file "30\n54\n"
-
-
-def _textured(count: int, height: int, width: int, seed: int) -> np.ndarray:
-    """Frames of a random texture panning one pixel a frame (every shot its own texture)."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (height, width + count, 3), dtype=np.uint8)
-    return np.stack([base[:, i : i + width] for i in range(count)])
-
-
-def _write_video(path: Path, frames: np.ndarray, fps: int = 24) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12", "preset": "ultrafast"}
-        for i, frame in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = i
-            for packet in stream.encode(vf):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
 
 
 def _decoded(path: Path) -> np.ndarray:

@@ -11,6 +11,7 @@ The CLI runs this when the input of ``framematrix convert`` is a folder of video
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,46 +177,22 @@ def convert_folder(
     result = BatchResult()
     cfg = config.copy()
     cfg.name_tags = False  # batch_plan has already tagged the names
-    ray_started = False
+    connection = contextlib.nullcontext()
     if convert_kwargs.get("ray") is not None:  # one connection for the folder, not one a file
-        from framematrix.cluster import connect
+        from framematrix.cluster import connected
 
-        ray_started = connect(str(convert_kwargs["ray"]))
-    try:
-        _convert_plan(
-            plan,
-            result,
-            cfg,
-            depth_dir,
-            overwrite,
-            restart,
-            progress,
-            session,
-            report,
-            keep_going,
-            convert_kwargs,
-        )
-    finally:
-        if ray_started:
-            import ray
-
-            ray.shutdown()
+        connection = connected(str(convert_kwargs["ray"]))
+    with connection:
+        _convert_each(plan, result, cfg, depth_dir, overwrite, restart, progress, session,
+                      report, keep_going, convert_kwargs)  # fmt: skip
     return result
 
 
-def _convert_plan(  # noqa: ANN202, PLR0913
-    plan,
-    result,
-    cfg,
-    depth_dir,
-    overwrite,
-    restart,
-    progress,
-    session,
-    report,
-    keep_going,  # noqa: ANN001
+def _convert_each(  # noqa: ANN202
+    plan, result, cfg, depth_dir, overwrite, restart, progress, session, report, keep_going,  # noqa: ANN001
     convert_kwargs,  # noqa: ANN001
-):
+):  # fmt: skip
+    """The files of ``plan`` one after the other, each recorded in ``result``."""
     from framematrix.pipeline import convert
 
     for video, target in plan:

@@ -27,6 +27,7 @@ at window boundaries with the windows' overlap, so its parts still run one after
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,18 @@ def connect(address: str) -> bool:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"--ray {address}: cannot connect to Ray: {first}") from None
     return True
+
+
+@contextlib.contextmanager
+def connected(address: str):  # noqa: ANN201
+    """Ray connected for the ``with`` block (see :func:`connect`), shut down after it only if
+    this call started it."""
+    started = connect(address)
+    try:
+        yield
+    finally:
+        if started:
+            _ray().shutdown()
 
 
 class RayCluster:
