@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -579,11 +580,26 @@ class _Job:
             yield matrix
 
     def output_frames(self, start: int, end: int, shot: int, task) -> Iterator[np.ndarray]:  # noqa: ANN001
-        for matrix in self.matrices(start, end, shot, task):
-            frames = self.compose(matrix, shot)
-            del matrix  # not held while the next chunk is built
+        for finish in self.output_parts(start, end, shot, task):
+            frames = finish()
             yield frames
             del frames
+
+    def output_parts(
+        self,
+        start: int,
+        end: int,
+        shot: int,
+        task,  # noqa: ANN001
+    ) -> Iterator[Callable[[], np.ndarray]]:
+        """As :meth:`output_frames`, each chunk's frames as a call that makes them: the part
+        of the composition that reads the matrix is done here, the rest (edge band, packing)
+        in the call, which another thread (the encoder's) can make while this one goes on."""
+        for matrix in self.matrices(start, end, shot, task):
+            finish = self.compose_parts(matrix, shot)
+            del matrix  # not held while the next chunk is built
+            yield finish
+            del finish
 
     def edges_of(self, shot: int) -> tuple | None:
         """``(plan, band_px, window_px)`` of a shot's frame-edge treatment, or None."""
@@ -597,7 +613,13 @@ class _Job:
         """The filled eyes of one chunk of ``shot``, ``[F, H, W, 3]`` uint8 each, with the
         edge band and floating window applied (:func:`framematrix.export.edges.finish_eyes`)."""
         left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
-        edges = self.edges_of(shot)
+        return self._finish_eyes(left, right, self.edges_of(shot))
+
+    def _finish_eyes(
+        self, left: np.ndarray, right: np.ndarray, edges: tuple | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 eyes with the shot's ``edges`` (:meth:`edges_of`) applied; numpy only (no
+        matrix, no depth read), so any thread may call it."""
         if edges is None:
             return left, right
         from framematrix.export.edges import finish_eyes
@@ -616,10 +638,23 @@ class _Job:
 
     def compose(self, matrix: FrameMatrix, shot: int) -> np.ndarray:
         """Output frames ``[F, H', W', 3]`` uint8 of one filled chunk of ``shot``."""
+        return self.compose_parts(matrix, shot)()
+
+    def compose_parts(self, matrix: FrameMatrix, shot: int) -> Callable[[], np.ndarray]:
+        """:meth:`compose` in two parts: what reads the matrix (and the depth, for the shot's
+        edges) now, in the calling thread; the returned call does the rest from uint8 numpy
+        eyes alone, so it is safe in another thread after the matrix's memory is reused."""
         fmt = self.config.format
-        if fmt in MULTIVIEW_FORMATS or self.edges_of(shot) is None:
-            return matrix_to_output_frames(matrix, fmt, self.config.fov)
-        left, right = self.eye_pair(matrix, shot)
+        if fmt in MULTIVIEW_FORMATS:
+            frames = matrix_to_output_frames(matrix, fmt, self.config.fov)
+            return lambda: frames
+        edges = self.edges_of(shot)
+        left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
+        return functools.partial(self._pack, left, right, edges)
+
+    def _pack(self, left: np.ndarray, right: np.ndarray, edges: tuple | None) -> np.ndarray:
+        fmt = self.config.format
+        left, right = self._finish_eyes(left, right, edges)
         if fmt == "vr180":
             from framematrix.export.vr180 import compose_vr180
 
@@ -938,20 +973,22 @@ def _write_video(
 def encode_segment(job: _Job, work, seg, task, encode=None) -> Path:  # noqa: ANN001
     """Encode one segment into its file in the work folder and return that file (the caller
     records it with ``work.finish``); with the diffusion fill its tail is saved first."""
-    frames = _segment_frames(job, work, seg, task)
+    parts = _segment_parts(job, work, seg, task)
     if encode is None:
         encode = video_encoding(job.config, job.source.info).for_segments()
     target = work.path(seg)
     fps = job.source.info.fps
-    sink = BackgroundConsumer(
-        lambda it: write_video_file(target, frames_of(it), fps=fps, encoding=encode),
-        size=2,
-        name="encode",
-    )
+
+    def consume(items: Iterator[Callable[[], np.ndarray]]) -> Path:
+        # the packing of each chunk (edge band, squeeze) runs here, beside the encoder,
+        # while the compute thread builds the next chunk
+        return write_video_file(target, frames_of(p() for p in items), fps=fps, encoding=encode)
+
+    sink = BackgroundConsumer(consume, size=2, name="encode")
     try:
-        for chunk in frames:
-            sink.put(chunk)
-            del chunk  # the queue holds it; not kept while the next one is made
+        for part in parts:
+            sink.put(part)
+            del part  # the queue holds it; not kept while the next one is made
     except BaseException:
         sink.abort()
         raise
@@ -981,10 +1018,11 @@ def _save_tail(job: _Job, work, seg) -> None:  # noqa: ANN001
     tmp.with_suffix(".json").replace(final.with_suffix(".json"))
 
 
-def _segment_frames(job: _Job, work, seg, task) -> Iterator[np.ndarray]:  # noqa: ANN001
-    """Output frames of one segment."""
+def _segment_parts(job: _Job, work, seg, task) -> Iterator[Callable[[], np.ndarray]]:  # noqa: ANN001
+    """Output frames of one segment, chunk by chunk, as calls that make them
+    (:meth:`_Job.compose_parts`)."""
     if job.config.fill != "diffusion":
-        yield from job.output_frames(seg.start, seg.end, seg.shot, task)
+        yield from job.output_parts(seg.start, seg.end, seg.shot, task)
         return
     from framematrix.fill.diffusion.windows import carry_from, plan_windows
 
@@ -1005,7 +1043,7 @@ def _segment_frames(job: _Job, work, seg, task) -> Iterator[np.ndarray]:  # noqa
         )
         carry = carry_from(unfilled, views, np.load(tail)[:, -k:])
     for matrix in job.diffusion_segment(windows, seg.shot, task, carry):
-        yield job.compose(matrix, seg.shot)
+        yield job.compose_parts(matrix, seg.shot)
 
 
 def _write_stream(
