@@ -81,6 +81,9 @@ RUNNER = textwrap.dedent(
     """
     import json, resource, sys, time
     sys.path.insert(0, sys.argv[1])
+    # the heavy imports before the clock, for every tree alike: 9869ba3 imports torch with
+    # `import framematrix`, later trees only inside convert; the timer measures the job itself
+    import av, cv2, numpy, torch, torchvision  # noqa: F401
     import framematrix
     from framematrix.config import ConvertConfig
     args = json.loads(sys.argv[2])
@@ -227,12 +230,18 @@ def speed_table(tmp: Path, repeat: int = 2, profile: bool = False) -> None:
         # rounds of every run in turn, the best of each kept: this machine's speed drifts
         # (shared cores), and a drift then cannot favour one code over the other
         results: dict[str, dict] = {}
+        runs_done = 0
         for _ in range(repeat):
             for name, src, extra in runs:
+                # each run in a folder of its own: the cache beside the output (shots, depth)
+                # must not let a later run skip the work that the first one did
+                runs_done += 1
+                out_dir = tmp / f"run{runs_done}"
+                out_dir.mkdir()
                 r = run_convert(
                     src,
                     input=video,
-                    output=tmp / f"speed_{len(results)}.mp4",
+                    output=out_dir / "speed.mp4",
                     depth=depth,
                     format="half-sbs",
                     frames=frames,
@@ -245,10 +254,12 @@ def speed_table(tmp: Path, repeat: int = 2, profile: bool = False) -> None:
         if profile:
             for name, src, extra in runs[:3:2]:  # 9869ba3 and the default
                 dump = tmp / f"profile_{len(name)}.pstats"
+                out_dir = tmp / f"profile_{len(name)}"
+                out_dir.mkdir()
                 run_convert(
                     src,
                     input=video,
-                    output=tmp / "speed_profile.mp4",
+                    output=out_dir / "speed.mp4",
                     depth=depth,
                     format="half-sbs",
                     frames=frames,
