@@ -375,6 +375,26 @@ def warp_input(
     return normalizer.z(torch.from_numpy(raw)), "metric"
 
 
+def compute_workers(config: ConvertConfig, device: torch.device) -> int:
+    """Threads that build and fill the chunks of a geometric fill side by side: one per core
+    up to 4 (and at most one per frame of a chunk) on the CPU; 1 on an accelerator, whose
+    kernels already use the device, and for the diffusion fill."""
+    import os
+
+    if device.type != "cpu" or config.fill == "diffusion":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4, int(config.chunk_frames)))
+
+
+def compute_threads(workers: int) -> int:
+    """torch threads of each of ``workers`` compute threads: the cores shared out."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, workers))
+
+
 def eye_views_only(config: ConvertConfig) -> bool:
     """Whether only the two eyes need warping (cheaper than the full matrix)."""
     return config.fill != "diffusion" and config.format not in MULTIVIEW_FORMATS
@@ -595,11 +615,97 @@ class _Job:
         """As :meth:`output_frames`, each chunk's frames as a call that makes them: the part
         of the composition that reads the matrix is done here, the rest (edge band, packing)
         in the call, which another thread (the encoder's) can make while this one goes on."""
+        workers = compute_workers(self.config, self.device)
+        if self.config.fill != "diffusion" and workers > 1:
+            yield from self._parallel_parts(start, end, shot, task, workers)
+            return
         for matrix in self.matrices(start, end, shot, task):
             finish = self.compose_parts(matrix, shot)
             del matrix  # not held while the next chunk is built
             yield finish
             del finish
+
+    def _parallel_parts(
+        self,
+        start: int,
+        end: int,
+        shot: int,
+        task,  # noqa: ANN001
+        workers: int,
+    ) -> Iterator[Callable[[], np.ndarray]]:
+        """:meth:`output_parts` of a geometric fill on the CPU, with ``workers`` threads that
+        warp, fill and convert parts of each chunk side by side (each with its own memory and
+        ``cores // workers`` torch threads), in order. Each decoded chunk is cut into
+        ``workers`` parts, so the memory of all parts in flight is that of one chunk; the
+        result does not depend on the cut (warp and fill work frame by frame).
+
+        One torch op split over two threads waits for the slower one at every op: on two
+        cores beside the encoder that wastes a core, whereas whole parts in separate threads
+        keep both busy. Decoding, depth reading and the shot's edges stay in this thread."""
+        import concurrent.futures
+        import threading
+        from collections import deque
+
+        chunk = max(1, int(self.config.chunk_frames))
+        part = -(-chunk // workers)
+        normalizer = self.depth.normalizer(shot)
+        stereo = self.config.format not in MULTIVIEW_FORMATS
+        edges = self.edges_of(shot) if stereo else None
+        width = self.source.info.width
+        local = threading.local()
+        threads = compute_threads(workers)
+
+        def init() -> None:
+            torch.set_num_threads(threads)  # this thread's torch ops; see compute_threads
+
+        def work(a: int, frames: np.ndarray, raw: np.ndarray) -> tuple:
+            if not hasattr(local, "buffers"):
+                local.buffers = BufferPool()
+            values, kind = warp_input(normalizer, raw, self.config, width)
+            del raw
+            matrix = build_chunk(
+                frames,
+                values,
+                kind,
+                self.config,
+                eyes_only=self.eyes_only,
+                device=self.device,
+                buffers=local.buffers,
+            )
+            filled = self.filler.fast(matrix, self._views_to_fill(matrix))
+            counts = (matrix.num_frames, matrix.num_views, float(matrix.hole_fraction().max()))
+            # the part's eyes leave the thread's memory here (uint8 copies)
+            return counts, self._parts_of(filled, edges)
+
+        saved = torch.get_num_threads()
+        pool = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="compute", initializer=init
+        )
+        pending: deque[concurrent.futures.Future] = deque()
+
+        def collect() -> Callable[[], np.ndarray]:
+            (frames, views, holes), finish = pending.popleft().result()
+            self.frames_done += frames
+            self.views = views
+            self.holes += holes * frames
+            task.update(frames)
+            return finish
+
+        try:
+            for a, frames in prefetch(self.source.iter_chunks(start, end, chunk), 2, "decode"):
+                for s in range(0, frames.shape[0], part):
+                    piece = frames[s : s + part]
+                    raw = self.depth.read(a + s, a + s + piece.shape[0])
+                    pending.append(pool.submit(work, a + s, piece, raw))
+                    del piece, raw
+                    while len(pending) >= workers:  # at most `workers` parts in flight
+                        yield collect()
+                del frames
+            while pending:
+                yield collect()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(saved)  # the default of threads started later
 
     def edges_of(self, shot: int) -> tuple | None:
         """``(plan, band_px, window_px)`` of a shot's frame-edge treatment, or None."""
@@ -644,11 +750,15 @@ class _Job:
         """:meth:`compose` in two parts: what reads the matrix (and the depth, for the shot's
         edges) now, in the calling thread; the returned call does the rest from uint8 numpy
         eyes alone, so it is safe in another thread after the matrix's memory is reused."""
+        stereo = self.config.format not in MULTIVIEW_FORMATS
+        return self._parts_of(matrix, self.edges_of(shot) if stereo else None)
+
+    def _parts_of(self, matrix: FrameMatrix, edges: tuple | None) -> Callable[[], np.ndarray]:
+        """:meth:`compose_parts` with the shot's ``edges`` already known (any thread)."""
         fmt = self.config.format
         if fmt in MULTIVIEW_FORMATS:
             frames = matrix_to_output_frames(matrix, fmt, self.config.fov)
             return lambda: frames
-        edges = self.edges_of(shot)
         left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
         return functools.partial(self._pack, left, right, edges)
 
