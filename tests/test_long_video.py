@@ -87,6 +87,22 @@ def test_shot_percentiles_match_numpy() -> None:
         assert abs(got - np.percentile(sub, q)) <= 2 * width
 
 
+def test_shot_range_ignores_nan_and_inf() -> None:
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(3.0, 9.0, (4, 10, 12)).astype(np.float32)
+    depth[1, 2, 3] = 1.5  # the true minimum
+    depth[2, 0, 0] = 11.0  # the true maximum
+    clean = compute_shot_stats(_Arr(depth), [(0, 4)], kind="metric", near=None, far=None)[0]
+    assert (clean.low, clean.high) == (1.5, 11.0)
+    dirty = depth.copy()
+    dirty[0, 0, :3] = (np.nan, np.inf, -np.inf)
+    got = compute_shot_stats(_Arr(dirty), [(0, 4)], kind="metric", near=None, far=None)[0]
+    assert (got.low, got.high) == (1.5, 11.0)
+    dirty[:] = np.nan
+    empty = compute_shot_stats(_Arr(dirty), [(0, 4)], kind="metric", near=None, far=None)[0]
+    assert empty.low is None and empty.high is None
+
+
 class _Arr:
     def __init__(self, a: np.ndarray) -> None:
         self.a = a
@@ -142,6 +158,38 @@ def test_joined_clips_convert_like_each_clip_alone(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- segments
+
+
+def test_compute_threads_give_the_output_of_one_thread(tmp_path: Path, monkeypatch) -> None:
+    """The CPU's compute threads (parts of each chunk side by side) change nothing: the same
+    frames for any count of threads and any chunk size, with the default edge band."""
+    import framematrix.pipeline as pipeline
+    from framematrix.io.array_source import ArraySource
+
+    clips = [_textured(13, 48, 64, 1), _textured(16, 48, 64, 2)]
+    depth = np.concatenate([_ramp_depth(13, 48, 64, 0.0, 10.0), _ramp_depth(16, 48, 64, 5, 9)])
+    (tmp_path / "cuts.txt").write_text("13\n")
+    used = []
+    parallel = pipeline._Job._parallel_parts
+
+    def spy(self, start, end, shot, task, workers):  # noqa: ANN001, ANN202
+        used.append(workers)
+        return parallel(self, start, end, shot, task, workers)
+
+    monkeypatch.setattr(pipeline._Job, "_parallel_parts", spy)
+    outputs = []
+    for chunk, workers in ((16, 1), (16, 2), (5, 2), (7, 3)):
+        monkeypatch.setattr(pipeline, "compute_workers", lambda *_, w=workers: w)
+        cfg = ConvertConfig(
+            format="half-sbs", shots=str(tmp_path / "cuts.txt"), preset="ultrafast"
+        )
+        cfg.chunk_frames = chunk
+        out = tmp_path / f"c{chunk}w{workers}.mp4"
+        convert(ArraySource(np.concatenate(clips), 24, name="c"), out, depth=depth, config=cfg)
+        outputs.append(_decoded(out))
+    assert used == [2, 2, 2, 2, 3, 3]  # one call per shot, none for the single thread
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other, outputs[0])
 
 
 def test_plan_segments_cuts_long_shots_and_never_crosses_a_cut() -> None:
