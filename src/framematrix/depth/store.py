@@ -16,6 +16,7 @@ same float32 arithmetic as :func:`framematrix.geometry.normalize.depth_to_z` on 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
@@ -156,10 +157,15 @@ class StatsAccumulator:
         self._edges: tuple[float, float] | None = None
 
     def add_range(self, depth: np.ndarray) -> None:
-        finite = depth[np.isfinite(depth)]
-        if finite.size == 0:
+        if depth.size == 0:
             return
-        lo, hi = float(finite.min()), float(finite.max())
+        lo, hi = float(depth.min()), float(depth.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            # NaN or inf somewhere (a finite min and max exclude both): only the finite values
+            finite = depth[np.isfinite(depth)]
+            if finite.size == 0:
+                return
+            lo, hi = float(finite.min()), float(finite.max())
         s = self.stats
         s.low = lo if s.low is None else min(s.low, lo)
         s.high = hi if s.high is None else max(s.high, hi)
