@@ -123,6 +123,29 @@ def test_half_layouts_squeeze_each_eye() -> None:
     assert compose_stereo(odd_left, odd_right, "half-tb").shape == (2, 4, 7, 3)
 
 
+def test_half_layouts_are_the_mean_of_each_pixel_pair() -> None:
+    # the exact 2:1 squeeze averages each pair (uint8 half up: 2 and 3 give 3), float exactly
+    rng = np.random.default_rng(3)
+    left = rng.integers(0, 256, (2, 6, 8, 3), dtype=np.uint8)
+    right = rng.integers(0, 256, (2, 6, 8, 3), dtype=np.uint8)
+    left[0, 0, :2, 0] = (2, 3)
+
+    def pairs(eye: np.ndarray, axis: int) -> np.ndarray:
+        a = np.take(eye, range(0, eye.shape[axis], 2), axis).astype(np.int32)
+        b = np.take(eye, range(1, eye.shape[axis], 2), axis)
+        return ((a + b + 1) // 2).astype(np.uint8)
+
+    sbs = compose_stereo(left, right, "half-sbs")
+    np.testing.assert_array_equal(sbs, np.concatenate([pairs(left, 2), pairs(right, 2)], 2))
+    assert sbs[0, 0, 0, 0] == 3
+    tb = compose_stereo(left, right, "half-tb")
+    np.testing.assert_array_equal(tb, np.concatenate([pairs(left, 1), pairs(right, 1)], 1))
+    lf, rf = left / np.float32(255), right / np.float32(255)
+    sbs_f = compose_stereo(lf.astype(np.float32), rf.astype(np.float32), "half-sbs")
+    mean = (lf[:, :, 0::2] + lf[:, :, 1::2]) / 2
+    np.testing.assert_allclose(sbs_f[:, :, :4], mean, atol=1e-7)
+
+
 def test_colour_anaglyph_takes_red_from_left_and_green_blue_from_right() -> None:
     left = np.array([[[[0.9, 0.1, 0.2]]]], np.float32)
     right = np.array([[[[0.3, 0.6, 0.7]]]], np.float32)

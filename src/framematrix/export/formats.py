@@ -91,11 +91,18 @@ def _like(result: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def _squeeze(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize every frame to height x width with area averaging (no aliasing when shrinking)."""
+    """Resize every frame to height x width with area averaging (no aliasing when shrinking).
+
+    An exact halving (the half layouts of even sizes) is the mean of each pair of pixels: a
+    bilinear resize at exactly 2:1 samples the pair midpoints, i.e. that mean (uint8 rounded
+    half up), about 5x faster than OpenCV's area path; other sizes average areas."""
     work = frames if frames.dtype == np.uint8 else frames.astype(np.float32)
     out = np.empty((frames.shape[0], height, width, 3), dtype=work.dtype)
+    src_h, src_w = frames.shape[1:3]
+    halving = (src_w == 2 * width and src_h == height) or (src_h == 2 * height and src_w == width)
+    method = cv2.INTER_LINEAR if halving else cv2.INTER_AREA
     for i, frame in enumerate(work):
-        out[i] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+        cv2.resize(frame, (width, height), dst=out[i], interpolation=method)
     return out
 
 
