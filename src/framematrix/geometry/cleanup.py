@@ -153,11 +153,32 @@ def layer_ids(
         far = np.linspace(median, high, planes - near_layers + 1)[1:]
         out[:] = np.concatenate([near, far])
         out[-1] = high  # only holes (+inf) lie beyond the max
-    bounds = torch.from_numpy(_float32_below(thresholds)).to(device)
+    bounds32 = _float32_below(thresholds)
+    if device.type == "cpu" and _USE_OPENCV and planes <= 127:
+        return _layer_ids_cpu(flat_z, bounds32).view(target_z.shape)
+    bounds = torch.from_numpy(bounds32).to(device)
     layer = torch.zeros(flat_z.shape, dtype=torch.uint8, device=device)
     for i in range(planes):
         layer += (flat_z > bounds[:, i : i + 1]).view(torch.uint8)
     return layer.view(target_z.shape)
+
+
+def _layer_ids_cpu(flat_z: torch.Tensor, bounds: np.ndarray) -> torch.Tensor:
+    """The count of ``bounds[n]`` below each ``flat_z[n]`` (``[N, L]`` float32, bounds
+    ``[N, P]`` float32, P <= 127) with OpenCV: a compare with each bound as a scalar, counted
+    by subtracting the 255 (-1 as int8) masks; single SIMD passes that release the GIL, where
+    torch's broadcast compare of a row against a column is slow."""
+    num, length = flat_z.shape
+    z = flat_z.contiguous().numpy()
+    layer = torch.zeros((num, length), dtype=torch.uint8)
+    count = layer.numpy().view(np.int8)
+    mask = np.empty((1, length), np.uint8)
+    for n in range(num):
+        row, acc = z[n : n + 1], count[n : n + 1]
+        for bound in bounds[n].tolist():  # exact: float32 bounds are doubles exactly
+            cv2.compare(row, bound, cv2.CMP_GT, dst=mask)
+            cv2.subtract(acc, mask.view(np.int8), dst=acc)
+    return layer
 
 
 def _pad_reflect(ids: torch.Tensor) -> torch.Tensor:
