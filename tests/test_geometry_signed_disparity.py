@@ -31,6 +31,19 @@ def test_disparity_to_z_is_strictly_decreasing_through_zero():
     torch.testing.assert_close(z[positive], 1.0 / disparity[0, 0][positive])  # 1/d as before
 
 
+@pytest.mark.filterwarnings("ignore:depth has 1 NaN")  # the NaN is on purpose
+def test_disparity_to_z_is_the_two_sided_formula_bit_for_bit():
+    # 1 / d from the knee k up, e^((k - d) / k) / k below (float32 steps), NaN kept
+    from framematrix.geometry.normalize import DISPARITY_KNEE as k
+
+    d = torch.cat([torch.randn(50_000) * 30, torch.tensor([k, k - 1e-6, -1e3, 0.0, float("nan")])])
+    z = depth_to_z(d.view(1, 1, -1), "disparity-px").view(-1)
+    above = torch.ones(1) / d
+    below = torch.exp((torch.full((1,), k) - d) / k) / k
+    expected = torch.where(d >= k, above, below)
+    assert torch.equal(z.view(torch.int32), expected.view(torch.int32))
+
+
 @pytest.mark.parametrize("warp", ["nearest", "subpixel"])
 def test_near_plane_in_front_occludes_a_far_plane_behind_the_screen(warp: str):
     frames, disparity = _two_planes(near=5.0, far=-5.0)

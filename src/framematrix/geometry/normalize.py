@@ -160,9 +160,8 @@ def _disparity_to_z(disparity: torch.Tensor, buffers: BufferPool | None = None) 
             return torch.empty_like(disparity)
         return buffers.take(name, tuple(disparity.shape), disparity.dtype, disparity.device)
 
-    z = torch.clamp_min(disparity, knee, out=empty("z")).reciprocal_()  # 1 / d
-    low = disparity < knee
-    if bool(low.any().item()):
-        continued = torch.sub(knee, disparity, out=empty("z_work")).div_(knee).exp_().div_(knee)
-        z = torch.where(low, continued, z, out=z)  # elementwise: z may be written in place
-    return z
+    # one expression for both sides: e^((k - min(d, k)) / k) / max(d, k) is e^0 / d = 1 / d
+    # above the knee and e^((k - d) / k) / k below, with the same float steps as either alone
+    work = torch.clamp_max(disparity, knee, out=empty("z"))
+    work = torch.sub(knee, work, out=work).div_(knee).exp_()
+    return torch.div(work, torch.clamp_min(disparity, knee, out=empty("z_work")), out=work)
