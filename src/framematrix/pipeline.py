@@ -147,7 +147,14 @@ def find_shots(
     if size is not None:
         # downscaled in the decode thread, chunk by chunk: the detector's small frames are all
         # that queue up (not chunks of full-size frames), and the scaling overlaps the detector
-        chunks = (downscale(frames, *size) for _, frames in source.iter_chunks(start, end, 16))
+        if hasattr(source, "iter_small"):
+            # TransNetV2's own inference scales with FFmpeg's default (bicubic); the content
+            # detector's scores want plain area averages
+            scaler = "BICUBIC" if method == "transnet" else "AREA"
+            small = source.iter_small(size, start, end, 16, interpolation=scaler)
+            chunks = (frames for _, frames in small)
+        else:  # a source of the user's with only iter_chunks
+            chunks = (downscale(f, *size) for _, f in source.iter_chunks(start, end, 16))
         chunks = prefetch(chunks, 8, "shots-decode")
     found = detect_shots(
         chunks,

@@ -384,8 +384,10 @@ class VideoReader:
 
     # -- internals
 
-    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
-        return rotate_upright(self._convert(frame), self.rotation)
+    def _to_array(
+        self, frame: av.VideoFrame, convert: Callable[[av.VideoFrame], np.ndarray] | None = None
+    ) -> np.ndarray:
+        return rotate_upright((convert or self._convert)(frame), self.rotation)
 
     def timeline(self) -> _Timeline:
         if self._timeline is None:
@@ -462,8 +464,14 @@ class VideoReader:
         key = timeline.keys[bisect.bisect_right(timeline.keys, timeline.pts[start]) - 1]
         return key > timeline.pts[min(self._next, len(timeline.pts) - 1)]
 
-    def read(self, start: int, stop: int) -> list[np.ndarray]:
-        """Converted frames ``start .. stop-1`` (0 <= start <= stop <= num_frames)."""
+    def read(
+        self,
+        start: int,
+        stop: int,
+        convert: Callable[[av.VideoFrame], np.ndarray] | None = None,
+    ) -> list[np.ndarray]:
+        """Converted frames ``start .. stop-1`` (0 <= start <= stop <= num_frames); ``convert``
+        instead of the reader's own conversion for these frames."""
         if not 0 <= start <= stop <= self.num_frames:
             raise IndexError(f"range {start}:{stop} outside 0:{self.num_frames} of {self.path}")
         out: list[np.ndarray] = []
@@ -487,13 +495,13 @@ class VideoReader:
                     # or an unknown stamp): count from the start, which is exact by definition.
                     self._distrust()
                     self._restart()
-                    return self.read(start, stop)
+                    return self.read(start, stop, convert)
                 if found < self._next:
                     continue  # a leading frame of an open GOP, before the keyframe we sought
                 index = found
             self._next = index + 1
             if index >= start:
-                out.append(self._to_array(frame))
+                out.append(self._to_array(frame, convert))
         return out
 
     def frame_time(self, index: int) -> float | None:
@@ -570,6 +578,28 @@ class FrameSource:
         for first in range(start, stop, chunk):
             yield first, self.read(first, min(first + chunk, stop))
 
+    def iter_small(
+        self,
+        size: tuple[int, int],
+        start: int = 0,
+        stop: int | None = None,
+        chunk: int = 16,
+        interpolation: str = "AREA",
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """:meth:`iter_chunks` with every frame downscaled to ``size`` = ``(width, height)``
+        (``[n, height, width, 3]`` uint8), for the shot detectors. A video scales in FFmpeg's
+        scaler as it converts, with ``interpolation`` (an FFmpeg scaler name: ``AREA``,
+        ``BICUBIC``, ...; see :meth:`_VideoSource.iter_small`); other sources average areas of
+        the full frames."""
+        import cv2
+
+        width, height = size
+        for first, frames in self.iter_chunks(start, stop, chunk):
+            out = np.empty((frames.shape[0], height, width, 3), np.uint8)
+            for i, frame in enumerate(frames):
+                cv2.resize(frame, (width, height), dst=out[i], interpolation=cv2.INTER_AREA)
+            yield first, out
+
     def frame_time(self, index: int) -> float:
         """Presentation time in seconds of frame ``index`` relative to the first frame (videos:
         from the stream's timestamps, exact for variable frame rate; else index / fps)."""
@@ -643,6 +673,33 @@ class _VideoSource(FrameSource):
         self._check_range(start, stop)
         frames = self._reader.read(int(start), int(stop))
         return np.stack(frames) if frames else self._empty()
+
+    def iter_small(
+        self,
+        size: tuple[int, int],
+        start: int = 0,
+        stop: int | None = None,
+        chunk: int = 16,
+        interpolation: str = "AREA",
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Small frames straight from the decoder: FFmpeg's scaler converts each frame to RGB at
+        ``size`` with ``interpolation``, so no full-size RGB frame is made (the conversion of
+        full frames is a third of the cost of a shot pass)."""
+        width, height = size
+        if self._reader.rotation in (90, 270):  # scaled before the rotation: stored axes
+            width, height = height, width
+
+        def small(frame: av.VideoFrame) -> np.ndarray:
+            scaled = frame.reformat(
+                width=width, height=height, format="rgb24", interpolation=interpolation
+            )
+            return scaled.to_ndarray()
+
+        stop = self.info.num_frames if stop is None else stop
+        self._check_range(start, stop)
+        for first in range(start, stop, chunk):
+            frames = self._reader.read(first, min(first + chunk, stop), small)
+            yield first, np.stack(frames)
 
     def frame_time(self, index: int) -> float:
         super().frame_time(index)  # range check
