@@ -180,9 +180,7 @@ def test_compute_threads_give_the_output_of_one_thread(tmp_path: Path, monkeypat
     outputs = []
     for chunk, workers in ((16, 1), (16, 2), (5, 2), (7, 3)):
         monkeypatch.setattr(pipeline, "compute_workers", lambda *_, w=workers: w)
-        cfg = ConvertConfig(
-            format="half-sbs", shots=str(tmp_path / "cuts.txt"), preset="ultrafast"
-        )
+        cfg = ConvertConfig(format="half-sbs", shots=str(tmp_path / "cuts.txt"), preset="ultrafast")
         cfg.chunk_frames = chunk
         out = tmp_path / f"c{chunk}w{workers}.mp4"
         convert(ArraySource(np.concatenate(clips), 24, name="c"), out, depth=depth, config=cfg)

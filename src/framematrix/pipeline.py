@@ -682,7 +682,7 @@ class _Job:
             filled = self.filler.fast(matrix, self._views_to_fill(matrix))
             counts = (matrix.num_frames, matrix.num_views, float(matrix.hole_fraction().max()))
             # the part's eyes leave the thread's memory here (uint8 copies)
-            return counts, self._parts_of(filled, edges)
+            return counts, self._parts_of(filled, edges, frames)
 
         saved = torch.get_num_threads()
         pool = concurrent.futures.ThreadPoolExecutor(
@@ -760,13 +760,23 @@ class _Job:
         stereo = self.config.format not in MULTIVIEW_FORMATS
         return self._parts_of(matrix, self.edges_of(shot) if stereo else None)
 
-    def _parts_of(self, matrix: FrameMatrix, edges: tuple | None) -> Callable[[], np.ndarray]:
-        """:meth:`compose_parts` with the shot's ``edges`` already known (any thread)."""
+    def _parts_of(
+        self, matrix: FrameMatrix, edges: tuple | None, frames: np.ndarray | None = None
+    ) -> Callable[[], np.ndarray]:
+        """:meth:`compose_parts` with the shot's ``edges`` already known (any thread).
+        ``frames``: the chunk's input frames ``[F, H, W, 3]`` uint8, when the matrix was built
+        from them: an eye that is the source view is then those frames (its float values are
+        ``k / 255``, which round back to ``k``), not converted back."""
         fmt = self.config.format
         if fmt in MULTIVIEW_FORMATS:
-            frames = matrix_to_output_frames(matrix, fmt, self.config.fov)
-            return lambda: frames
-        left, right = (to_uint8_numpy(eye) for eye in matrix.eyes())
+            out = matrix_to_output_frames(matrix, fmt, self.config.fov)
+            return lambda: out
+        left, right = (
+            frames
+            if frames is not None and view == matrix.source_view
+            else to_uint8_numpy(matrix.images[view])
+            for view in (matrix.left_view, matrix.right_view)
+        )
         return functools.partial(self._pack, left, right, edges)
 
     def _pack(self, left: np.ndarray, right: np.ndarray, edges: tuple | None) -> np.ndarray:
