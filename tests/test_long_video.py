@@ -190,6 +190,22 @@ def test_compute_threads_give_the_output_of_one_thread(tmp_path: Path, monkeypat
         np.testing.assert_array_equal(other, outputs[0])
 
 
+def test_compute_workers_follow_the_cores_and_the_fill(monkeypatch) -> None:
+    from framematrix.pipeline import compute_threads, compute_workers
+
+    cpu, cfg = torch.device("cpu"), ConvertConfig()
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert compute_workers(cfg, cpu) == 4 and compute_threads(4) == 2  # at most 4 threads
+    cfg.chunk_frames = 3
+    assert compute_workers(cfg, cpu) == 3  # at most one per frame of a chunk
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # e.g. a Ray actor of one CPU
+    assert compute_workers(ConvertConfig(), cpu) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert compute_workers(ConvertConfig(), cpu) == 2 and compute_threads(2) == 1
+    assert compute_workers(ConvertConfig(), torch.device("cuda")) == 1
+    assert compute_workers(ConvertConfig(fill="diffusion"), cpu) == 1
+
+
 def test_plan_segments_cuts_long_shots_and_never_crosses_a_cut() -> None:
     segs = plan_segments([(0, 25), (25, 30)], 10)
     assert [(s.start, s.end, s.shot) for s in segs] == [

@@ -382,24 +382,32 @@ def warp_input(
     return normalizer.z(torch.from_numpy(raw)), "metric"
 
 
+def _cores() -> int:
+    """The cores this process may use: ``OMP_NUM_THREADS`` when set (as torch reads it; Ray
+    sets it to an actor's CPUs), else the CPUs it is allowed to run on."""
+    import os
+
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        pass
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def compute_workers(config: ConvertConfig, device: torch.device) -> int:
     """Threads that build and fill the chunks of a geometric fill side by side: one per core
     up to 4 (and at most one per frame of a chunk) on the CPU; 1 on an accelerator, whose
     kernels already use the device, and for the diffusion fill."""
-    import os
-
     if device.type != "cpu" or config.fill == "diffusion":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 4, int(config.chunk_frames)))
+    return max(1, min(_cores(), 4, int(config.chunk_frames)))
 
 
 def compute_threads(workers: int) -> int:
     """torch threads of each of ``workers`` compute threads: the cores shared out."""
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, workers))
+    return max(1, _cores() // max(1, workers))
 
 
 def eye_views_only(config: ConvertConfig) -> bool:
