@@ -536,8 +536,22 @@ class _Job:
     def build(
         self, start: int, frames: np.ndarray, shot: int, buffers: BufferPool | None = None
     ) -> FrameMatrix:
-        raw = self.depth.read(start, start + frames.shape[0])
-        values, kind = warp_input(self.depth.normalizer(shot), raw, self.config, frames.shape[2])
+        # the raw depth is passed on, not held here: build_from drops it before the warp
+        normalizer = self.depth.normalizer(shot)
+        return self.build_from(
+            frames, self.depth.read(start, start + frames.shape[0]), normalizer, buffers
+        )
+
+    def build_from(
+        self,
+        frames: np.ndarray,
+        raw: np.ndarray,
+        normalizer,  # DepthNormalizer  # noqa: ANN001
+        buffers: BufferPool | None = None,
+    ) -> FrameMatrix:
+        """:meth:`build` from the chunk's raw depth ``[F, H, W]`` already read and its shot's
+        normalizer: no reader is touched, so any thread may call it."""
+        values, kind = warp_input(normalizer, raw, self.config, frames.shape[2])
         del raw
         return build_chunk(
             frames,
@@ -549,10 +563,18 @@ class _Job:
             buffers=buffers,
         )
 
+    @staticmethod
+    def _counts_of(matrix: FrameMatrix) -> tuple[int, int, float]:
+        """``(frames, views, largest hole fraction)`` of a filled chunk, for :meth:`_tally`."""
+        return matrix.num_frames, matrix.num_views, float(matrix.hole_fraction().max())
+
+    def _tally(self, frames: int, views: int, holes: float) -> None:
+        self.frames_done += frames
+        self.views = views
+        self.holes += holes * frames
+
     def _count(self, matrix: FrameMatrix) -> None:
-        self.frames_done += matrix.num_frames
-        self.views = matrix.num_views
-        self.holes += float(matrix.hole_fraction().max()) * matrix.num_frames
+        self._tally(*self._counts_of(matrix))
 
     def matrices(self, start: int, end: int, shot: int, task) -> Iterator[FrameMatrix]:  # noqa: ANN001
         """Filled matrices of frames ``start..end-1`` of one shot, in order, on the CPU."""
@@ -630,8 +652,8 @@ class _Job:
         """As :meth:`output_frames`, each chunk's frames as a call that makes them: the part
         of the composition that reads the matrix is done here, the rest (edge band, packing)
         in the call, which another thread (the encoder's) can make while this one goes on."""
-        workers = compute_workers(self.config, self.device)
-        if self.config.fill != "diffusion" and workers > 1:
+        workers = compute_workers(self.config, self.device)  # 1 for the diffusion fill
+        if workers > 1:
             yield from self._parallel_parts(start, end, shot, task, workers)
             return
         for matrix in self.matrices(start, end, shot, task):
@@ -666,7 +688,6 @@ class _Job:
         normalizer = self.depth.normalizer(shot)
         stereo = self.config.format not in MULTIVIEW_FORMATS
         edges = self.edges_of(shot) if stereo else None
-        width = self.source.info.width
         local = threading.local()
         threads = compute_threads(workers)
 
@@ -676,21 +697,10 @@ class _Job:
         def work(a: int, frames: np.ndarray, raw: np.ndarray) -> tuple:
             if not hasattr(local, "buffers"):
                 local.buffers = BufferPool()
-            values, kind = warp_input(normalizer, raw, self.config, width)
-            del raw
-            matrix = build_chunk(
-                frames,
-                values,
-                kind,
-                self.config,
-                eyes_only=self.eyes_only,
-                device=self.device,
-                buffers=local.buffers,
-            )
+            matrix = self.build_from(frames, raw, normalizer, local.buffers)
             filled = self.filler.fast(matrix, self._views_to_fill(matrix))
-            counts = (matrix.num_frames, matrix.num_views, float(matrix.hole_fraction().max()))
             # the part's eyes leave the thread's memory here (uint8 copies)
-            return counts, self._parts_of(filled, edges, frames)
+            return self._counts_of(filled), self._parts_of(filled, edges, frames)
 
         saved = torch.get_num_threads()
         pool = concurrent.futures.ThreadPoolExecutor(
@@ -699,11 +709,9 @@ class _Job:
         pending: deque[concurrent.futures.Future] = deque()
 
         def collect() -> Callable[[], np.ndarray]:
-            (frames, views, holes), finish = pending.popleft().result()
-            self.frames_done += frames
-            self.views = views
-            self.holes += holes * frames
-            task.update(frames)
+            counts, finish = pending.popleft().result()
+            self._tally(*counts)
+            task.update(counts[0])
             return finish
 
         try:

@@ -571,12 +571,16 @@ class FrameSource:
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Sequential chunks ``(index of first frame, [n, H, W, 3] uint8 RGB)`` covering
         ``start .. stop-1`` (stop None: to the end), n <= chunk; memory holds one chunk."""
+        for first, last in self._chunk_ranges(start, stop, chunk):
+            yield first, self.read(first, last)
+
+    def _chunk_ranges(self, start: int, stop: int | None, chunk: int) -> list[tuple[int, int]]:
+        """``(first, stop)`` of consecutive chunks of at most ``chunk`` frames (checked)."""
         stop = self.info.num_frames if stop is None else stop
         self._check_range(start, stop)
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
-        for first in range(start, stop, chunk):
-            yield first, self.read(first, min(first + chunk, stop))
+        return [(first, min(first + chunk, stop)) for first in range(start, stop, chunk)]
 
     def iter_small(
         self,
@@ -591,14 +595,10 @@ class FrameSource:
         scaler as it converts, with ``interpolation`` (an FFmpeg scaler name: ``AREA``,
         ``BICUBIC``, ...; see :meth:`_VideoSource.iter_small`); other sources average areas of
         the full frames."""
-        import cv2
+        from framematrix.shots.frames import downscale
 
-        width, height = size
         for first, frames in self.iter_chunks(start, stop, chunk):
-            out = np.empty((frames.shape[0], height, width, 3), np.uint8)
-            for i, frame in enumerate(frames):
-                cv2.resize(frame, (width, height), dst=out[i], interpolation=cv2.INTER_AREA)
-            yield first, out
+            yield first, downscale(frames, *size)
 
     def frame_time(self, index: int) -> float:
         """Presentation time in seconds of frame ``index`` relative to the first frame (videos:
@@ -695,11 +695,8 @@ class _VideoSource(FrameSource):
             )
             return scaled.to_ndarray()
 
-        stop = self.info.num_frames if stop is None else stop
-        self._check_range(start, stop)
-        for first in range(start, stop, chunk):
-            frames = self._reader.read(first, min(first + chunk, stop), small)
-            yield first, np.stack(frames)
+        for first, last in self._chunk_ranges(start, stop, chunk):
+            yield first, np.stack(self._reader.read(first, last, small))
 
     def frame_time(self, index: int) -> float:
         super().frame_time(index)  # range check
